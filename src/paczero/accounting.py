@@ -1,0 +1,110 @@
+"""The PAC privacy ledger: MI spent against the budget, and the posterior an optimal attacker tracks.
+
+The ledger consumes releases; it never touches tensors and never reads J. By the chain rule
+I(S*; Y_1:T) = Σ_t I(S*; Y_t | Y_<t) ≤ Σ_t cost_t, valid because each cost is fixed by public history.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import logsumexp
+
+from paczero.channel import attack_bound_from_mi, epsilon_matching_mi
+from paczero.mechanisms.base import Release
+
+SCHEDULES = ("adaptive", "uniform")
+
+
+@dataclass
+class LedgerSummary:
+    """What a user reads: MI spent, the attack-success bound it implies and the matched DP ε (δ = 0)."""
+
+    guarantee: str
+    mi_spent: float | None
+    mi_budget: float | None
+    attack_bound: float | None
+    matched_epsilon: float | None
+    releases: int
+    unanimous: int
+    coins: int
+    noisy: int
+    exact: int
+
+
+class PacLedger:
+    """MI accounting over ``releases`` planned releases (T·K) with an optional budget B in nats."""
+
+    def __init__(self, m: int, releases: int, budget: float | None = None, schedule: str = "adaptive"):
+        if schedule not in SCHEDULES:
+            raise ValueError(f"budget schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if budget is not None and budget <= 0:
+            raise ValueError(f"the MI budget must be positive, got {budget}")
+        if releases < 1:
+            raise ValueError("at least one release must be planned")
+        self.m = m
+        self.planned = releases
+        self.budget = budget
+        self.schedule = schedule
+        self.log_post = np.full(m, -np.log(m))
+        self.spent = 0.0
+        self.unbounded = False
+        self.count = {"unanimous": 0, "coin": 0, "noisy": 0, "exact": 0, "public": 0}
+
+    @property
+    def releases(self) -> int:
+        return sum(self.count.values())
+
+    def posterior(self) -> np.ndarray:
+        """p_k over the candidate subsets (sums to 1)."""
+        return np.exp(self.log_post - logsumexp(self.log_post))
+
+    @property
+    def remaining(self) -> float:
+        return np.inf if self.budget is None else max(self.budget - self.spent, 0.0)
+
+    @property
+    def exhausted(self) -> bool:
+        return self.budget is not None and self.remaining <= 1e-12 * self.budget
+
+    def next_budget(self) -> float:
+        """β for the next release: (B − spent)/(releases left), or B/(T·K) under the uniform schedule."""
+        if self.budget is None:
+            raise ValueError("this run has no MI budget: set privacy.budget for paczero-mi")
+        left = max(self.planned - self.releases, 1)
+        if self.schedule == "uniform":
+            return min(self.budget / self.planned, self.remaining)
+        return self.remaining / left
+
+    def charge(self, release: Release) -> None:
+        """Account for one release exactly once: add its cost and update the posterior by Bayes' rule."""
+        if release.charged:
+            raise RuntimeError("this release was already charged")
+        release.charged = True
+        self.count[release.kind] += 1
+        if release.cost is None:
+            self.unbounded = True
+        else:
+            self.spent += release.cost
+            if self.budget is not None and self.spent > self.budget * (1 + 1e-12):
+                raise RuntimeError(f"MI spent {self.spent:.6g} exceeds the budget {self.budget:.6g}")
+        if release.log_likelihood is not None:
+            self.log_post = self.log_post + release.log_likelihood
+            self.log_post -= logsumexp(self.log_post)
+
+    def summary(self, guarantee: str) -> LedgerSummary:
+        bounded = guarantee in ("zero-mi", "mi-budget") and not self.unbounded
+        mi = self.spent if bounded else None
+        return LedgerSummary(
+            guarantee=guarantee,
+            mi_spent=mi,
+            mi_budget=self.budget if guarantee == "mi-budget" else (0.0 if guarantee == "zero-mi" else None),
+            attack_bound=attack_bound_from_mi(mi) if mi is not None else None,
+            matched_epsilon=epsilon_matching_mi(mi) if mi is not None else None,
+            releases=self.releases,
+            unanimous=self.count["unanimous"],
+            coins=self.count["coin"],
+            noisy=self.count["noisy"],
+            exact=self.count["exact"],
+        )

@@ -1,0 +1,87 @@
+"""Non-private references and the paper's ablations (mechanism decomposition and a negative control)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from paczero.mechanisms.base import Mechanism, Release, StepInput, register, sign
+
+
+@register
+class MeZO(Mechanism):
+    """Reads every clipped per-example estimate; releases their mean over the whole pool (MeZO's update).
+    Keeps nothing secret and gives no guarantee: the utility reference."""
+
+    name = "mezo"
+    reads_secret = False
+    guarantee = "none"
+
+    def release(self, step: StepInput, ledger) -> Release:
+        value = float(step.g.mean())
+        return Release(value=value, observed=value, kind="public", cost=None)
+
+
+@register
+class QuantFull(Mechanism):
+    """Releases sign(mean of g over the whole pool): quantisation alone, no subsets. No guarantee."""
+
+    name = "quant_full"
+    reads_secret = False
+    guarantee = "none"
+
+    def release(self, step: StepInput, ledger) -> Release:
+        value = sign(float(step.g.mean()))
+        return Release(value=value, observed=value, kind="public", cost=None)
+
+
+@register
+class RawHalf(Mechanism):
+    """Reads J; releases the raw secret-subset mean m_J. Leaks J without bound (ablation only)."""
+
+    name = "raw_half"
+    reads_secret = True
+    guarantee = "unbounded-leak"
+
+    def release(self, step: StepInput, ledger) -> Release:
+        value = float(step.means[self._secret.reveal()])
+        return Release(
+            value=value,
+            observed=value,
+            kind="exact",
+            cost=None,
+            log_likelihood=np.where(step.means == value, 0.0, -np.inf),
+        )
+
+
+@register
+class QuantHalf(Mechanism):
+    """Reads J; releases sign(m_J) with no noise. Leaks J without bound: the negative control of ZPL's
+    secret-independence test."""
+
+    name = "quant_half"
+    reads_secret = True
+    guarantee = "unbounded-leak"
+
+    def release(self, step: StepInput, ledger) -> Release:
+        value = step.signs[self._secret.reveal()]
+        return Release(
+            value=value,
+            observed=value,
+            kind="exact",
+            cost=None,
+            log_likelihood=np.where(step.signs == value, 0.0, -np.inf),
+        )
+
+
+@register
+class RandomSign(Mechanism):
+    """Releases a uniform ±1 from the privacy generator every step: no signal, cost 0 (negative control
+    for utility)."""
+
+    name = "random_sign"
+    reads_secret = False
+    guarantee = "zero-mi"
+
+    def release(self, step: StepInput, ledger) -> Release:
+        value = 1.0 if self.rng.random() < 0.5 else -1.0
+        return Release(value=value, observed=value, kind="coin", cost=0.0)

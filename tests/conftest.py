@@ -1,0 +1,33 @@
+"""Shared fixtures: tiny runs on the synthetic sentiment task."""
+
+import pytest
+import torch
+
+from paczero.config import load_config
+
+# Tiny models gain nothing from intra-op threads, and thread spinning on a busy 2-core CI machine
+# slows them down twenty-fold.
+torch.set_num_threads(1)
+
+TINY = [
+    "task.name=synthetic-sentiment",
+    "task.pool_size=128",
+    "task.dev_size=64",
+    "task.test_size=64",
+    "model.name=tiny-opt",
+    "model.track=lora",
+    "train.eval_every=50",
+    "train.clip=null",
+    "train.progress=false",
+    "privacy.subsets=16",
+]
+
+
+def tiny_config(*overrides: str):
+    """A run config on the synthetic task and the tiny OPT model, with extra overrides."""
+    return load_config(None, [*TINY, *overrides])
+
+
+@pytest.fixture
+def make_config():
+    return tiny_config
