@@ -190,3 +190,17 @@ def test_secret_index_is_read_only_inside_mechanisms():
                 if not allowed:
                     offenders.append(f"{rel}:{lineno}: {line.strip()}")
     assert not offenders, offenders
+
+
+def test_public_minibatch_sequence_does_not_depend_on_the_secret(make_config):
+    batches = []
+    for secret in (2, 13):
+        trainer = Trainer(
+            make_config("train.batch_size=40", f"privacy.secret_index={secret}", "privacy.mechanism=quant_half")
+        )
+        rows = [trainer.step_batch()[0] for _ in range(5)]
+        assert all(len(r) == 40 and len(set(r)) == 40 for r in rows)
+        assert all((trainer.subsets.membership[:, r].sum(axis=1) > 0).all() for r in rows)
+        batches.append(rows)
+    assert all(np.array_equal(a, b) for a, b in zip(*batches))
+    assert not np.array_equal(batches[0][0], batches[0][1])

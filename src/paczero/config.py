@@ -31,6 +31,7 @@ class TrainConfig:
     clip: float | None = 25.0  # per-example clip of g_i; null or 0 turns it off
     directions: int = 1  # K
     micro_batch_size: int = 32
+    batch_size: int | None = None  # public minibatch of the pool per step; null = the whole pool (paper)
     eval_every: int = 100  # 0 = only at the end
     select_by: str = "dev_loss"  # best-dev checkpoint selection: dev_loss or dev_accuracy
     seed: int = 0  # public generator: direction seeds
@@ -43,6 +44,7 @@ class TrainConfig:
         _require(self.zo_eps > 0, "train.zo_eps must be positive")
         _require(self.directions >= 1, "train.directions (K) must be at least 1")
         _require(self.micro_batch_size >= 1, "train.micro_batch_size must be at least 1")
+        _require(self.batch_size is None or self.batch_size >= 2, "train.batch_size must be >= 2 or null")
         _require(self.eval_every >= 0, "train.eval_every must be >= 0")
         _require(
             self.select_by in ("dev_loss", "dev_accuracy"), "train.select_by must be dev_loss or dev_accuracy"

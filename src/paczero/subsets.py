@@ -38,11 +38,15 @@ class CandidateSubsets:
     def sizes(self) -> np.ndarray:
         return self.membership.sum(axis=1)
 
-    def means(self, g: np.ndarray) -> np.ndarray:
-        """m_k = mean of g over subset k, for every k at once."""
-        if g.shape != (self.n,):
-            raise ValueError(f"expected {self.n} per-example values, got shape {g.shape}")
-        return (self.membership @ g) / self.sizes
+    def means(self, g: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """m_k = mean of g over subset k, for every k at once; ``rows`` restricts to a batch of the pool."""
+        membership = self.membership if rows is None else self.membership[:, rows]
+        if g.shape != (membership.shape[1],):
+            raise ValueError(f"expected {membership.shape[1]} per-example values, got shape {g.shape}")
+        sizes = membership.sum(axis=1)
+        if np.any(sizes == 0):
+            raise ValueError("a candidate subset has no example in this batch")
+        return (membership @ g) / sizes
 
     def signs(self, g: np.ndarray) -> np.ndarray:
         """s_k = +1 if m_k >= 0 else −1."""

@@ -65,7 +65,7 @@ class Trainer:
         self.output_dir = Path(output_dir) if output_dir is not None else None
         # 1. the three generators: public directions, data (sampling and public subsets), privacy
         self.public_rng = _public_generator(cfg.train.seed, 0)
-        data_rng = _public_generator(cfg.task.data_seed, 1)
+        self.data_rng = _public_generator(cfg.task.data_seed, 1)
         secret_rng, noise_rng = privacy_generators(cfg.privacy.seed, cfg.privacy.secure)
         # 2. data, 3. model, 4. objective over tokenized sets
         self.splits = load_splits(cfg.task)
@@ -73,13 +73,15 @@ class Trainer:
         self.objective: Classifier = build_objective(
             cfg.task, self.loaded.tokenizer, cfg.train.micro_batch_size
         )
-        device = next(self.loaded.model.parameters()).device
+        device = self.pool_device = self.loaded.device
         self.pool: PreparedSet = self.objective.prepare(self.splits.pool, device)
         self.dev = self.objective.prepare(self.splits.dev, device) if self.splits.dev else None
         self.test = self.objective.prepare(self.splits.test, device) if self.splits.test else None
         self.directions = Directions([p for _, p in self.loaded.trainable])
         # 5. public candidate subsets, 6. secret and mechanism, 7. ledger
-        self.subsets: CandidateSubsets = build_subsets(len(self.splits.pool), cfg.privacy.subsets, data_rng)
+        self.subsets: CandidateSubsets = build_subsets(
+            len(self.splits.pool), cfg.privacy.subsets, self.data_rng
+        )
         fixed = cfg.privacy.secret_index
         self.secret: Secret = (
             Secret(fixed, cfg.privacy.subsets)
@@ -94,8 +96,21 @@ class Trainer:
         )
         self.records: list[StepRecord] = []
 
-    def pool_losses(self) -> torch.Tensor:
-        return self.objective.losses(self.loaded.model, self.pool)
+    def step_batch(self) -> tuple[np.ndarray | None, PreparedSet]:
+        """The pool rows this step uses (None = all) and their prepared batch.
+
+        A public minibatch (``train.batch_size``) is drawn from the data generator, never from anything
+        secret, so it changes no privacy accounting; a draw that leaves a candidate subset empty is redrawn
+        (a public rule: it depends only on the public membership).
+        """
+        size = self.cfg.train.batch_size
+        if size is None or size >= self.subsets.n:
+            return None, self.pool
+        while True:
+            rows = np.sort(self.data_rng.choice(self.subsets.n, size=size, replace=False))
+            if np.all(self.subsets.membership[:, rows].sum(axis=1) > 0):
+                break
+        return rows, self.objective.prepare([self.splits.pool[i] for i in rows], self.pool_device)
 
     def lr_at(self, t: int) -> float:
         tc = self.cfg.train
@@ -113,17 +128,22 @@ class Trainer:
             n: [] for n in ("released", "update", "kinds", "unanimous", "pos", "q", "sigma")
         }
         losses, clip_fracs, nonfinite, mi_step = [], [], 0, 0.0
+        rows, batch = self.step_batch()
+
+        def batch_losses() -> torch.Tensor:
+            return self.objective.losses(self.loaded.model, batch)
+
         try:
             for seed in seeds:
                 # pending: what brings the weights back to θ; fused into the next pass over the tensors
                 self.directions.apply([*pending, (seed, tc.zo_eps)])
                 pending = [(seed, -tc.zo_eps)]
-                plus = self.pool_losses()
+                plus = batch_losses()
                 self.directions.apply([(seed, -2.0 * tc.zo_eps)])
                 pending = [(seed, tc.zo_eps)]
-                est = two_point_estimate(plus, self.pool_losses(), tc.zo_eps)
+                est = two_point_estimate(plus, batch_losses(), tc.zo_eps)
                 g, clipped = clip(est.g, tc.clip)
-                step_in = StepInput.from_estimates(g, self.subsets)
+                step_in = StepInput.from_estimates(g, self.subsets, rows)
                 release = self.mechanism.release(step_in, self.ledger)
                 self.ledger.charge(release)
                 updates.append((seed, -lr / k_dirs * release.value))
@@ -263,11 +283,10 @@ class Trainer:
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         (self.output_dir / "steps.jsonl").write_text("")
-        if self.mechanism.reads_secret:
-            self._write_secret()
+        self._write_secret()
 
     def _write_secret(self) -> None:
-        """The secret index, alone in a 0600 file: kept for resume and audits, never in any other output."""
+        """J, alone in a 0600 file: kept for resume and audits (ground truth), never in any other output."""
         path = self.output_dir / "secret.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:

@@ -22,14 +22,17 @@ if TYPE_CHECKING:
 class StepInput:
     """Public per-direction inputs of a release: clipped estimates and their subset aggregates."""
 
-    g: np.ndarray  # clipped per-example estimates over the pool, shape (N,)
+    g: np.ndarray  # clipped per-example estimates over the step's batch (the pool by default)
     subsets: CandidateSubsets
     means: np.ndarray  # m_k, shape (M,)
     signs: np.ndarray  # s_k ∈ {−1, +1}, shape (M,)
 
     @classmethod
-    def from_estimates(cls, g: np.ndarray, subsets: CandidateSubsets) -> StepInput:
-        means = subsets.means(g)
+    def from_estimates(
+        cls, g: np.ndarray, subsets: CandidateSubsets, rows: np.ndarray | None = None
+    ) -> StepInput:
+        """Aggregate g over each subset; with ``rows`` (a public minibatch), over the subset ∩ batch."""
+        means = subsets.means(g, rows)
         return cls(g=g, subsets=subsets, means=means, signs=np.where(means >= 0, 1.0, -1.0))
 
     @property
