@@ -195,9 +195,8 @@ def test_secret_index_is_read_only_inside_mechanisms():
 def test_public_minibatch_sequence_does_not_depend_on_the_secret(make_config):
     batches = []
     for secret in (2, 13):
-        trainer = Trainer(
-            make_config("train.batch_size=40", f"privacy.secret_index={secret}", "privacy.mechanism=quant_half")
-        )
+        overrides = ("train.batch_size=40", f"privacy.secret_index={secret}", "privacy.mechanism=quant_half")
+        trainer = Trainer(make_config(*overrides))
         rows = [trainer.step_batch()[0] for _ in range(5)]
         assert all(len(r) == 40 and len(set(r)) == 40 for r in rows)
         assert all((trainer.subsets.membership[:, r].sum(axis=1) > 0).all() for r in rows)
