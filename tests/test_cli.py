@@ -1,0 +1,62 @@
+"""The command line drives real runs: train writes every output, eval reloads them, errors exit non-zero."""
+
+import json
+
+import pytest
+
+from paczero.cli import main
+from tests.conftest import TINY
+
+
+def write_config(tmp_path, text=""):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(text)
+    return path
+
+
+def sets(*items):
+    return [arg for item in items for arg in ("--set", item)]
+
+
+@pytest.mark.parametrize("track", ["lora", "full"])
+def test_train_writes_every_output_and_eval_reloads_the_model(tmp_path, capsys, track):
+    out = tmp_path / "run"
+    cfg = write_config(tmp_path, "train:\n  steps: 4\n  lr: 3.0e-2\n  eval_every: 2\n")
+    code = main(
+        ["train", "--config", str(cfg), "--output-dir", str(out), *sets(*TINY, f"model.track={track}")]
+    )
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "dev accuracy" in printed and "Privacy statement" in printed
+    for name in ("summary.json", "steps.jsonl", "config.yaml", "privacy.md", "secret.json"):
+        assert (out / name).is_file()
+    model_file = "adapter_model.safetensors" if track == "lora" else "model.safetensors"
+    assert (out / "model" / model_file).is_file()
+    summary = json.loads((out / "summary.json").read_text())
+    assert main(["eval", "--run", str(out)]) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert results["test"]["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-6)
+    assert results["dev"]["loss"] == pytest.approx(summary["dev"]["selected"]["loss"], abs=1e-5)
+
+
+def test_privacy_conversions_print_both_directions(capsys):
+    assert main(["privacy", "--mi", "0.33"]) == 0
+    out = capsys.readouterr().out
+    assert "p* = 0.8818" in out and "matched ε = 2.010" in out
+    assert main(["privacy", "--epsilon", "1"]) == 0
+    assert "matched MI = 0.1109" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--set", "train.stpes=3"], "did you mean 'train.steps'"),
+        (["--set", "privacy.subsets=7"], "even"),
+        (["--set", "task.data_dir=/nonexistent", "--set", "task.name=sst2"], "not found"),
+    ],
+)
+def test_bad_input_exits_with_a_clear_message(tmp_path, capsys, argv, message):
+    cfg = write_config(tmp_path)
+    code = main(["train", "--config", str(cfg), "--output-dir", str(tmp_path / "o"), *sets(*TINY), *argv])
+    assert code == 2
+    assert message in capsys.readouterr().err
