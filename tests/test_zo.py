@@ -170,3 +170,23 @@ def test_clip_bounds_every_value_and_reports_fraction():
 def test_no_trainable_parameters_is_an_error():
     with pytest.raises(ValueError, match="no trainable"):
         Directions([])
+
+
+@pytest.mark.parametrize("track", ["lora", "full"])
+@pytest.mark.parametrize("name", ["tiny-opt", "tiny-llama", "tiny-gpt2"])
+def test_round_trip_on_real_model_parameters(name, track):
+    from paczero.models import ModelConfig, load_model
+
+    loaded = load_model(ModelConfig(name=name, track=track))
+    params = [p for _, p in loaded.trainable]
+    before = [p.detach().clone() for p in params]
+    d = Directions(params)
+    for seed in (1, 2):
+        d.apply([(seed, 1e-3)])
+        d.apply([(seed, -2e-3)])
+        d.apply([(seed, 1e-3)])
+    for p, p0 in zip(params, before):
+        assert float((p - p0).abs().max()) <= 12 * U * (float(p0.abs().max()) + 0.05)
+    moved = Directions(params)
+    moved.apply([(3, 1e-3)])
+    assert any(not torch.equal(p, p0) for p, p0 in zip(params, before))  # the test can see a perturbation
