@@ -1,11 +1,13 @@
 """Release rules: a conformance suite over the registry, ZPL independence, MI accounting and the posterior."""
 
+import functools
 import inspect
 
 import numpy as np
 import pytest
 from scipy import stats
 
+from paczero.accountants import DpLedger, DpPlan
 from paczero.accounting import PacLedger
 from paczero.channel import binary_entropy, binary_gaussian_mi
 from paczero.mechanisms import MECHANISMS, BudgetExhausted, StepInput, get_mechanism
@@ -23,10 +25,49 @@ def make(name, secret_index=0, seed=0, m=M):
 
 
 def ledger_for(name, releases=100):
+    if MECHANISMS[name].joint:
+        return DpLedger(dp_plan(releases))
     return PacLedger(M, releases, budget=0.5 if name == "paczero-mi" else None)
 
 
-@pytest.mark.parametrize("name", sorted(MECHANISMS))
+@functools.cache
+def dp_plan(steps):
+    return DpPlan.build(1.0, 1e-5, steps, 0.25, 1.0, N, "gaussian")
+
+
+def joint_releases(name, rng, mech, ledger, steps, k=3):
+    """Charge ``steps`` joint (DP) releases of Poisson-sized batches (some empty); returns the values."""
+    k = 1 if MECHANISMS[name].max_directions == 1 else k
+    out = []
+    for _ in range(steps):
+        g = rng.normal(0.05, 1.0, size=(rng.binomial(4, 0.25), k))
+        release = mech.release_step(g, ledger)
+        ledger.charge(release)
+        out.append(list(release.values))
+    return out
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in MECHANISMS.items() if c.joint))
+def test_conformance_every_joint_mechanism(name):
+    """Joint (DP) mechanisms: K finite values per step, a public noise scale, ε within the target, no
+    double charge, and the per-direction interface refused."""
+    cls = MECHANISMS[name]
+    assert cls.guarantee == "dp" and not cls.reads_secret
+    assert len(inspect.getdoc(cls) or "") > 40, "the docstring must state what it reads, releases and costs"
+    ledger, mech = ledger_for(name, 30), make(name)
+    values = joint_releases(name, np.random.default_rng(1), mech, ledger, 30)
+    assert np.isfinite(values).all() and len({len(v) for v in values}) == 1
+    assert 0 < ledger.epsilon_spent <= ledger.plan.epsilon and ledger.exhausted
+    release = mech.release_step(np.zeros((2, len(values[0]))), ledger)
+    assert release.noise_scale == pytest.approx(ledger.plan.noise_scale) and release.noise_scale > 0
+    with pytest.raises(BudgetExhausted):
+        ledger.charge(release)
+    with pytest.raises(TypeError):
+        subsets = build_subsets(N, M, np.random.default_rng(0))
+        mech.release(step_input(np.random.default_rng(0), subsets), ledger)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, c in MECHANISMS.items() if not c.joint))
 def test_conformance_every_registered_mechanism(name):
     cls = MECHANISMS[name]
     assert cls.guarantee in ("none", "zero-mi", "mi-budget", "unbounded-leak")
@@ -57,6 +98,9 @@ def test_mechanisms_that_do_not_read_the_secret_release_the_same_for_every_secre
     transcripts = []
     for j in (0, 3, 7):
         rng, mech, ledger = np.random.default_rng(5), make(name, secret_index=j), ledger_for(name)
+        if MECHANISMS[name].joint:
+            transcripts.append(joint_releases(name, rng, mech, ledger, 40))
+            continue
         out = []
         for _ in range(40):
             r = mech.release(step_input(rng, subsets, 0.02), ledger)

@@ -262,7 +262,9 @@ def test_trainable_state_round_trip() -> None:
 
 def test_dtype_is_applied() -> None:
     loaded = load_model(ModelConfig(name="tiny-opt", track="lora", dtype="bfloat16"))
-    assert all(p.dtype == torch.bfloat16 for p in loaded.model.parameters())
+    # the frozen base is bf16; LoRA adapters stay fp32 so ±εz round trips do not drift (docs/benchmarks.md)
+    assert all(p.dtype == torch.bfloat16 for n, p in loaded.model.named_parameters() if "lora_" not in n)
+    assert all(p.dtype == torch.float32 for _, p in loaded.trainable)
     assert _last_logits(loaded).shape == (2, len(loaded.tokenizer))
 
 

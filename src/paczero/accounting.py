@@ -7,12 +7,14 @@ I(S*; Y_1:T) = Σ_t I(S*; Y_t | Y_<t) ≤ Σ_t cost_t, valid because each cost i
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.special import logsumexp
 
 from paczero.channel import attack_bound_from_mi, epsilon_matching_mi
 from paczero.mechanisms.base import Release
+from paczero.mechanisms.mi import BudgetExhausted
 
 SCHEDULES = ("adaptive", "uniform")
 
@@ -31,6 +33,10 @@ class LedgerSummary:
     coins: int
     noisy: int
     exact: int
+
+
+class BudgetExceeded(BudgetExhausted):
+    """A release whose charge would take the ledger past its budget: refused, nothing counted."""
 
 
 class PacLedger:
@@ -81,17 +87,47 @@ class PacLedger:
         """Account for one release exactly once: add its cost and update the posterior by Bayes' rule."""
         if release.charged:
             raise RuntimeError("this release was already charged")
+        if (  # the budget guard, independent of the mechanism: refuse before anything is counted
+            release.cost is not None
+            and self.budget is not None
+            and self.spent + release.cost > self.budget * (1 + 1e-12)
+        ):
+            raise BudgetExceeded(
+                f"release refused: its cost {release.cost:.6g} nats would take MI spent from "
+                f"{self.spent:.6g} past the budget {self.budget:.6g}"
+            )
         release.charged = True
         self.count[release.kind] += 1
         if release.cost is None:
             self.unbounded = True
         else:
             self.spent += release.cost
-            if self.budget is not None and self.spent > self.budget * (1 + 1e-12):
-                raise RuntimeError(f"MI spent {self.spent:.6g} exceeds the budget {self.budget:.6g}")
         if release.log_likelihood is not None:
             self.log_post = self.log_post + release.log_likelihood
             self.log_post -= logsumexp(self.log_post)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the ledger has accumulated (JSON-safe), for checkpoints; the plan is checked on load."""
+        return {
+            "kind": "pac",
+            "m": self.m,
+            "planned": self.planned,
+            "budget": self.budget,
+            "log_post": self.log_post.tolist(),
+            "spent": self.spent,
+            "unbounded": self.unbounded,
+            "count": dict(self.count),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        plan = {"kind": "pac", "m": self.m, "planned": self.planned, "budget": self.budget}
+        saved = {key: state.get(key) for key in plan}
+        if saved != plan:
+            raise ValueError(f"the saved ledger was planned as {saved}, this run as {plan}")
+        self.log_post = np.asarray(state["log_post"], dtype=float)
+        self.spent = float(state["spent"])
+        self.unbounded = bool(state["unbounded"])
+        self.count = dict(state["count"])
 
     def summary(self, guarantee: str) -> LedgerSummary:
         bounded = guarantee in ("zero-mi", "mi-budget") and not self.unbounded

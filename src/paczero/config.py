@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -30,10 +31,12 @@ class TrainConfig:
     zo_eps: float = 1e-3
     clip: float | None = 25.0  # per-example clip of g_i; null or 0 turns it off
     directions: int = 1  # K
-    micro_batch_size: int = 32
+    micro_batch_size: int | str = 32  # sequences per forward; 'auto' or 0: chosen from free memory
+    dist_timeout: float = 300.0  # seconds before a collective with a dead or hung rank fails the job
     batch_size: int | None = None  # public minibatch of the pool per step; null = the whole pool (paper)
     eval_every: int = 100  # 0 = only at the end
-    select_by: str = "dev_loss"  # best-dev checkpoint selection: dev_loss or dev_accuracy
+    checkpoint_every: int = 100  # full-state checkpoint cadence in steps; 0 = only at the start and at exit
+    select_by: str = "dev_loss"  # best-dev selection: dev_loss or dev_<metric> (dev_accuracy, dev_f1, ...)
     seed: int = 0  # public generator: direction seeds
     progress: bool = True
 
@@ -43,11 +46,17 @@ class TrainConfig:
         _require(self.schedule in ("linear", "constant"), "train.schedule must be 'linear' or 'constant'")
         _require(self.zo_eps > 0, "train.zo_eps must be positive")
         _require(self.directions >= 1, "train.directions (K) must be at least 1")
-        _require(self.micro_batch_size >= 1, "train.micro_batch_size must be at least 1")
+        _require(
+            self.micro_batch_size == "auto"
+            or (isinstance(self.micro_batch_size, int) and self.micro_batch_size >= 0),
+            "train.micro_batch_size must be a positive integer, or 'auto' (or 0) to size it from free memory",
+        )
         _require(self.batch_size is None or self.batch_size >= 2, "train.batch_size must be >= 2 or null")
         _require(self.eval_every >= 0, "train.eval_every must be >= 0")
+        _require(self.checkpoint_every >= 0, "train.checkpoint_every must be >= 0 (0 = only at exit)")
         _require(
-            self.select_by in ("dev_loss", "dev_accuracy"), "train.select_by must be dev_loss or dev_accuracy"
+            self.select_by.startswith("dev_") and len(self.select_by) > 4,
+            "train.select_by must be dev_loss or dev_<metric> (e.g. dev_accuracy, dev_f1)",
         )
 
 
@@ -62,11 +71,27 @@ class PrivacyConfig:
     seed: int = 0  # privacy generator (secret, coins, noise)
     secure: bool = False  # draw the privacy generator from the OS CSPRNG (seed ignored)
     secret_index: int | None = None  # fix J (audits and tests); default: drawn from the privacy generator
+    epsilon: float | None = None  # DP target ε (dpzero, dp-aggzo, dp-zo); set from match_mi if null
+    delta: float = 1e-5  # DP δ; 0 under pure ε-DP (Laplace) accounting
+    sampling_rate: float | None = None  # DP Poisson sampling rate q: expected batch q·N
+    noise: str = "gaussian"  # DP noise: gaussian ((ε, δ)-DP) or laplace (pure ε-DP, dp-zo only)
+    accountant: str | None = None  # DP: rdp (Gaussian default) | pld | pure (Laplace default)
+    match_mi: float | None = None  # DP: run at the ε whose attack-success bound equals this MI's (nats)
+    match_epsilon: float | None = None  # paczero-mi: budget = the MI whose attack bound equals (ε, δ)-DP's
 
     def __post_init__(self) -> None:
         from paczero.mechanisms import get_mechanism
 
-        get_mechanism(self.mechanism)
+        mech = get_mechanism(self.mechanism)
+        _require(0 <= self.delta < 1, "privacy.delta must lie in [0, 1)")
+        if mech.guarantee == "dp":
+            self._resolve_dp(mech)
+        else:
+            for key in ("epsilon", "sampling_rate", "accountant", "match_mi"):
+                _require(getattr(self, key) is None, f"privacy.{key} applies to DP mechanisms only")
+            _require(self.noise == "gaussian", "privacy.noise applies to DP mechanisms only")
+        if self.match_epsilon is not None:
+            self._resolve_match_epsilon()
         _require(self.subsets >= 2 and self.subsets % 2 == 0, "privacy.subsets (M) must be even and >= 2")
         _require(self.budget is None or self.budget > 0, "privacy.budget must be positive (nats)")
         _require(self.budget_schedule in ("adaptive", "uniform"), "privacy.budget_schedule: adaptive|uniform")
@@ -76,6 +101,56 @@ class PrivacyConfig:
         )
         if self.mechanism == "paczero-mi":
             _require(self.budget is not None, "paczero-mi needs privacy.budget (MI in nats, e.g. 0.33)")
+
+    def _resolve_dp(self, mech: Any) -> None:
+        """Check the DP keys; fill in the default accountant and the ε matched to ``match_mi``."""
+        from paczero.accountants import ACCOUNTANTS, default_accountant
+        from paczero.channel import epsilon_matching_mi
+
+        name = self.mechanism
+        noises, accountants = " or ".join(mech.noises), " or ".join(ACCOUNTANTS.get(self.noise, ()))
+        _require(self.noise in mech.noises, f"{name} adds {noises} noise, not {self.noise!r}")
+        self.accountant = self.accountant or default_accountant(self.noise)
+        _require(
+            self.accountant in ACCOUNTANTS[self.noise],
+            f"{self.noise} noise is accounted with {accountants}, not {self.accountant!r}",
+        )
+        _require(
+            self.sampling_rate is not None and 0 < self.sampling_rate <= 1,
+            f"{name} needs privacy.sampling_rate in (0, 1]: the Poisson rate q (expected batch q·N)",
+        )
+        if self.accountant != "pure":
+            _require(self.delta > 0, f"{name} with {self.noise} noise needs privacy.delta > 0")
+        if self.match_mi is not None:
+            _require(self.match_mi > 0, "privacy.match_mi must be positive (nats)")
+            matched = epsilon_matching_mi(self.match_mi, 0.0 if self.accountant == "pure" else self.delta)
+            _require(
+                self.epsilon is None or math.isclose(self.epsilon, matched, rel_tol=1e-9),
+                f"privacy.epsilon = {self.epsilon} disagrees with privacy.match_mi = {self.match_mi} "
+                f"(matched ε = {matched:.6g}); set only one",
+            )
+            self.epsilon = matched
+        _require(
+            self.epsilon is not None and self.epsilon > 0,
+            f"{name} needs privacy.epsilon > 0 (or privacy.match_mi, an MI budget to match)",
+        )
+
+    def _resolve_match_epsilon(self) -> None:
+        """Set the paczero-mi budget to the MI whose attack-success bound equals that of (ε, δ)-DP."""
+        from paczero.channel import mi_matching_epsilon
+
+        _require(
+            self.mechanism == "paczero-mi",
+            "privacy.match_epsilon sets a paczero-mi budget (paczero-zpl already has I = 0)",
+        )
+        _require(self.match_epsilon > 0, "privacy.match_epsilon must be positive")
+        matched = mi_matching_epsilon(self.match_epsilon, self.delta)
+        _require(
+            self.budget is None or math.isclose(self.budget, matched, rel_tol=1e-9),
+            f"privacy.budget = {self.budget} disagrees with privacy.match_epsilon = {self.match_epsilon} "
+            f"(matched MI = {matched:.6g} nats at δ = {self.delta:g}); set only one",
+        )
+        self.budget = matched
 
 
 @dataclass
@@ -87,11 +162,40 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
 
+    def __post_init__(self) -> None:
+        from paczero.mechanisms import get_mechanism
+
+        mech, name = get_mechanism(self.privacy.mechanism), self.privacy.mechanism
+        _require(
+            self.task.pool_size >= self.privacy.subsets // 2,
+            f"task.pool_size (N = {self.task.pool_size}) must be at least privacy.subsets/2 "
+            f"(M/2 = {self.privacy.subsets // 2}): fewer examples than that leave candidate subsets empty "
+            "or nearly so",
+        )
+        if mech.guarantee == "dp":
+            _require(
+                self.train.clip is not None and self.train.clip > 0,
+                f"{name} needs train.clip > 0: C bounds each example's contribution (the DP sensitivity)",
+            )
+            _require(
+                mech.max_directions is None or self.train.directions <= mech.max_directions,
+                f"{name} uses K = {mech.max_directions} direction(s); set train.directions or use dp-aggzo",
+            )
+            _require(
+                self.train.batch_size is None,
+                f"{name} draws a Poisson batch at privacy.sampling_rate: leave train.batch_size null",
+            )
+
     def to_dict(self, redact_secret: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
         if redact_secret and data["privacy"]["secret_index"] is not None:
             data["privacy"]["secret_index"] = "<redacted>"
+        if redact_secret:  # J is a function of the privacy seed: it is kept in secret.json only
+            data["privacy"]["seed"] = "<redacted>"
         return data
+
+
+SECRET_KEYS = ("privacy.secret_index", "privacy.seed")  # never echoed in error messages
 
 
 class ConfigError(ValueError):
@@ -111,7 +215,9 @@ def load_yaml_tree(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+        mark = getattr(err, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where}: {getattr(err, 'problem', None) or err}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
     bases = data.pop("base", None) or []
@@ -219,4 +325,5 @@ def _coerce(tp: Any, value: Any, key: str) -> Any:
             return value
     elif tp is Any:
         return value
-    raise ConfigError(f"{key} must be of type {getattr(tp, '__name__', tp)}, got {value!r}")
+    shown = "a value (hidden: it names the secret)" if key in SECRET_KEYS else repr(value)
+    raise ConfigError(f"{key} must be of type {getattr(tp, '__name__', tp)}, got {shown}")

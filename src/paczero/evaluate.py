@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from paczero.autobatch import resolve_micro_batch_size
 from paczero.config import RunConfig
 from paczero.models import load_finetuned
 from paczero.tasks import build_objective, load_splits
 
 
 def evaluate_run(cfg: RunConfig, model_dir: str | Path, split: str = "both") -> dict[str, dict[str, float]]:
-    """Dev and/or test loss and accuracy of the model saved in ``model_dir`` (same data seed, same prompt)."""
+    """Dev and/or test loss and task metrics of the model saved in ``model_dir`` (same data, same prompt)."""
     loaded = load_finetuned(cfg.model, model_dir)
     splits = load_splits(cfg.task)
-    objective = build_objective(cfg.task, loaded.tokenizer, cfg.train.micro_batch_size)
+    micro_batch = resolve_micro_batch_size(cfg.train.micro_batch_size, loaded.model, cfg.task.max_length)
+    objective = build_objective(cfg.task, loaded.tokenizer, micro_batch)
     wanted = ("dev", "test") if split == "both" else (split,)
     results = {}
     for name in wanted:

@@ -498,6 +498,13 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
 
+    if cfg.track == "full" and dtype in (torch.bfloat16, torch.float16):
+        logger.warning(
+            "full-track ZO in %s: each ±εz round trip rounds the weights; over 1000 steps the drift is "
+            "~1e-2 (fp16) to ~8e-2 (bf16) of RMS θ, tens of updates (docs/benchmarks.md). "
+            "Prefer float32 or LoRA.",
+            cfg.dtype,
+        )
     if cfg.track == "full" and getattr(model, "hf_quantizer", None) is not None:
         raise ValueError(
             f"{cfg.name!r} loaded as a quantized model ({type(model.hf_quantizer).__name__}); the full track "
@@ -507,6 +514,9 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     if cfg.track == "lora":
         model = _wrap_lora(model, cfg)
         model = model.to(device=device, dtype=dtype)
+        for name, p in model.named_parameters():
+            if "lora_" in name:  # fp32 adapters (peft casts activations): ±εz round trips keep fp32 bits
+                p.data = p.data.float()
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()

@@ -98,16 +98,28 @@ def privacy_generators(
     Splitting them keeps the coin/noise sequence the same whether J is drawn or fixed by the config.
     Secure mode seeds both from the OS CSPRNG.
     """
-    if secure:
-        entropy = _os_secrets.randbits(128)
-    elif seed is None:
-        raise ValueError("a privacy seed is required unless secure mode is on")
-    else:
-        entropy = seed
-    secret_seq, noise_seq = np.random.SeedSequence(entropy).spawn(2)
+    secret_seq, noise_seq = np.random.SeedSequence(_privacy_entropy(seed, secure)).spawn(2)
     return np.random.Generator(np.random.PCG64DXSM(secret_seq)), np.random.Generator(
         np.random.PCG64DXSM(noise_seq)
     )
+
+
+def sampling_generator(seed: int | None, secure: bool = False) -> np.random.Generator:
+    """The DP baselines' Poisson-sampling stream: a third privacy child, independent of J and of the noise.
+
+    It must be secret, not public: amplification by subsampling assumes the attacker cannot tell which
+    records a step sampled, and a public data seed would let them recompute every batch.
+    """
+    sampling_seq = np.random.SeedSequence(_privacy_entropy(seed, secure)).spawn(3)[2]
+    return np.random.Generator(np.random.PCG64DXSM(sampling_seq))
+
+
+def _privacy_entropy(seed: int | None, secure: bool) -> int:
+    if secure:
+        return _os_secrets.randbits(128)
+    if seed is None:
+        raise ValueError("a privacy seed is required unless secure mode is on")
+    return seed
 
 
 def draw_secret(m: int, rng: np.random.Generator) -> Secret:

@@ -7,8 +7,10 @@ learning rate, early stopping and checkpoint selection depend only on public sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,14 +22,27 @@ import yaml
 from tqdm.auto import tqdm
 
 from paczero import __version__
+from paczero.accountants import DpLedger, DpPlan, poisson_sample
 from paczero.accounting import PacLedger
+from paczero.autobatch import resolve_micro_batch_size
+from paczero.checkpoint import Checkpointer
 from paczero.config import RunConfig
+from paczero.distributed import assemble, broadcast_object, init_from_env, per_rank_device
 from paczero.mechanisms import BudgetExhausted, Mechanism, get_mechanism
 from paczero.mechanisms.base import StepInput
 from paczero.models import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
-from paczero.report import privacy_statement
-from paczero.subsets import CandidateSubsets, Secret, build_subsets, draw_secret, privacy_generators
-from paczero.tasks import Classifier, PreparedSet, build_objective, load_splits
+from paczero.plots import open_tensorboard
+from paczero.report import model_card, privacy_context, privacy_statement
+from paczero.subsets import (
+    CandidateSubsets,
+    Secret,
+    build_subsets,
+    draw_secret,
+    privacy_generators,
+    sampling_generator,
+)
+from paczero.tasks import Objective, PreparedSet, build_objective, load_splits
+from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash
 from paczero.zo import Directions, clip, two_point_estimate
 
 
@@ -47,41 +62,79 @@ class StepRecord:
     sigma: list[float | None]
     mi_step: float | None
     mi_spent: float | None
-    loss: float  # mean of (l+ + l−)/2 over the pool: no extra forward pass
-    clip_fraction: float
-    nonfinite: int
+    loss: float | None  # mean of (l+ + l−)/2 over the pool: no extra forward pass; None for DP (private)
+    clip_fraction: float | None  # None for DP: it depends on the private batch
+    nonfinite: int | None
     seconds: float
+    epsilon_spent: float | None = None  # DP: ε after this step at the run's δ
 
 
 def _public_generator(seed: int, stream: int) -> np.random.Generator:
     return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, stream])))
 
 
+def data_generator(cfg: RunConfig) -> np.random.Generator:
+    """The public data generator: candidate subsets first, then the public minibatches."""
+    return _public_generator(cfg.task.data_seed, 1)
+
+
+def public_subsets(
+    cfg: RunConfig, pool_size: int, data_rng: np.random.Generator | None = None
+) -> CandidateSubsets:
+    """A run's candidate subsets: the first draws of its data generator, so audits rebuild them exactly."""
+    rng = data_generator(cfg) if data_rng is None else data_rng
+    return build_subsets(pool_size, cfg.privacy.subsets, rng)
+
+
 class Trainer:
     """Runs one configured fine-tuning job and writes its outputs."""
 
-    def __init__(self, cfg: RunConfig, output_dir: str | Path | None = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        output_dir: str | Path | None = None,
+        resume: bool = False,
+        loaded: LoadedModel | None = None,  # reuse a model already loaded from cfg.model (benchmarks)
+    ):
+        # 0. data parallelism (torchrun): every rank runs this loop; rank 0 alone writes
+        self.dist = init_from_env(cfg.train.dist_timeout)
+        if self.dist.active:
+            device = per_rank_device(cfg.model.device)
+            cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, device=device))
+            output_dir = output_dir if self.dist.is_main else None
         self.cfg = cfg
         self.output_dir = Path(output_dir) if output_dir is not None else None
+        # crash safety (paczero.checkpoint): full-state checkpoints, resume, the hash-chained transcript
+        self.checkpoints = (
+            Checkpointer(self.output_dir, cfg.train.checkpoint_every, resume) if self.output_dir else None
+        )
+        self.transcript: TranscriptWriter | None = None
         # 1. the three generators: public directions, data (sampling and public subsets), privacy
         self.public_rng = _public_generator(cfg.train.seed, 0)
-        self.data_rng = _public_generator(cfg.task.data_seed, 1)
-        secret_rng, noise_rng = privacy_generators(cfg.privacy.seed, cfg.privacy.secure)
+        self.data_rng = data_generator(cfg)
+        seed, secure = cfg.privacy.seed, cfg.privacy.secure
+        if self.dist.active and secure:  # one OS draw on rank 0, shared: every rank needs the same streams
+            seed, secure = broadcast_object(secrets.randbits(128), self.dist), False
+        secret_rng, noise_rng = privacy_generators(seed, secure)
+        self.sampling_rng = sampling_generator(seed, secure)  # DP Poisson batches
         # 2. data, 3. model, 4. objective over tokenized sets
         self.splits = load_splits(cfg.task)
-        self.loaded: LoadedModel = load_model(cfg.model)
-        self.objective: Classifier = build_objective(
-            cfg.task, self.loaded.tokenizer, cfg.train.micro_batch_size
+        self.loaded: LoadedModel = loaded if loaded is not None else load_model(cfg.model)
+        micro_batch = resolve_micro_batch_size(
+            cfg.train.micro_batch_size, self.loaded.model, cfg.task.max_length
         )
+        self.objective: Objective = build_objective(cfg.task, self.loaded.tokenizer, micro_batch)
+        metric = cfg.train.select_by.removeprefix("dev_")
+        if metric != "loss" and metric not in self.objective.metrics:
+            known = ", ".join(f"dev_{m}" for m in ("loss", *self.objective.metrics))
+            raise ValueError(f"train.select_by={cfg.train.select_by!r}: task {cfg.task.name} offers {known}")
         device = self.pool_device = self.loaded.device
         self.pool: PreparedSet = self.objective.prepare(self.splits.pool, device)
         self.dev = self.objective.prepare(self.splits.dev, device) if self.splits.dev else None
         self.test = self.objective.prepare(self.splits.test, device) if self.splits.test else None
         self.directions = Directions([p for _, p in self.loaded.trainable])
         # 5. public candidate subsets, 6. secret and mechanism, 7. ledger
-        self.subsets: CandidateSubsets = build_subsets(
-            len(self.splits.pool), cfg.privacy.subsets, self.data_rng
-        )
+        self.subsets: CandidateSubsets = public_subsets(cfg, len(self.splits.pool), self.data_rng)
         fixed = cfg.privacy.secret_index
         self.secret: Secret = (
             Secret(fixed, cfg.privacy.subsets)
@@ -91,8 +144,12 @@ class Trainer:
         mech_cls = get_mechanism(cfg.privacy.mechanism)
         self.mechanism: Mechanism = mech_cls(self.secret, noise_rng)
         k = cfg.train.directions
-        self.ledger = PacLedger(
-            cfg.privacy.subsets, cfg.train.steps * k, cfg.privacy.budget, cfg.privacy.budget_schedule
+        self.ledger: PacLedger | DpLedger = (
+            DpLedger(DpPlan.for_run(cfg, len(self.splits.pool)))
+            if self.mechanism.joint
+            else PacLedger(
+                cfg.privacy.subsets, cfg.train.steps * k, cfg.privacy.budget, cfg.privacy.budget_schedule
+            )
         )
         self.records: list[StepRecord] = []
 
@@ -101,8 +158,12 @@ class Trainer:
 
         A public minibatch (``train.batch_size``) is drawn from the data generator, never from anything
         secret, so it changes no privacy accounting; a draw that leaves a candidate subset empty is redrawn
-        (a public rule: it depends only on the public membership).
+        (a public rule: it depends only on the public membership). DP mechanisms instead get a Poisson sample
+        at the accountant's rate from the secret sampling generator; it may be empty.
         """
+        if self.mechanism.joint:
+            rows = poisson_sample(self.sampling_rng, self.subsets.n, self.ledger.plan.sampling_rate)
+            return rows, self.objective.prepare([self.splits.pool[i] for i in rows], self.pool_device)
         size = self.cfg.train.batch_size
         if size is None or size >= self.subsets.n:
             return None, self.pool
@@ -122,31 +183,34 @@ class Trainer:
         start = time.perf_counter()
         lr, k_dirs = self.lr_at(t), tc.directions
         seeds = [int(self.public_rng.integers(0, 2**63 - 1)) for _ in range(k_dirs)]
-        pending: list[tuple[int, float]] = []
-        updates: list[tuple[int, float]] = []
+        walk = StepWalk(self.directions, tc.zo_eps, lr, k_dirs, self.mechanism.joint)  # shared with replay
         fields: dict[str, list[Any]] = {
             n: [] for n in ("released", "update", "kinds", "unanimous", "pos", "q", "sigma")
         }
         losses, clip_fracs, nonfinite, mi_step = [], [], 0, 0.0
+        joint = self.mechanism.joint
+        estimates: list[np.ndarray] = []  # DP: each direction's raw g over the batch, clipped jointly later
         rows, batch = self.step_batch()
 
         def batch_losses() -> torch.Tensor:
-            return self.objective.losses(self.loaded.model, batch)
+            if rows is not None and rows.size == 0:  # an empty Poisson batch: nothing to evaluate
+                return torch.zeros(0)
+            return self._on_shards(lambda part: self.objective.losses(self.loaded.model, part), batch)
 
         try:
             for seed in seeds:
-                # pending: what brings the weights back to θ; fused into the next pass over the tensors
-                self.directions.apply([*pending, (seed, tc.zo_eps)])
-                pending = [(seed, -tc.zo_eps)]
+                walk.plus(seed)  # fused with restoring the previous direction
                 plus = batch_losses()
-                self.directions.apply([(seed, -2.0 * tc.zo_eps)])
-                pending = [(seed, tc.zo_eps)]
+                walk.minus(seed)
                 est = two_point_estimate(plus, batch_losses(), tc.zo_eps)
+                if joint:
+                    estimates.append(est.g)
+                    continue
                 g, clipped = clip(est.g, tc.clip)
                 step_in = StepInput.from_estimates(g, self.subsets, rows)
                 release = self.mechanism.release(step_in, self.ledger)
                 self.ledger.charge(release)
-                updates.append((seed, -lr / k_dirs * release.value))
+                walk.update(seed, release.value)
                 losses.append(est.loss)
                 clip_fracs.append(clipped)
                 nonfinite += est.n_nonfinite
@@ -161,8 +225,12 @@ class Trainer:
                     ("sigma", release.sigma),
                 ):
                     fields[name].append(value)
+            if joint:
+                for seed, value in zip(seeds, self._release_joint(seeds, estimates, fields), strict=True):
+                    walk.update(seed, value)
+            walk.commit()
         finally:
-            self.directions.apply([*pending, *updates])  # restore fused with every released update
+            walk.finish()  # restore fused with every released update; only restore if a release was refused
         bounded = self.mechanism.guarantee in ("zero-mi", "mi-budget") and not self.ledger.unbounded
         return StepRecord(
             step=t + 1,
@@ -177,48 +245,100 @@ class Trainer:
             sigma=fields["sigma"],
             mi_step=mi_step if bounded else None,
             mi_spent=self.ledger.spent if bounded else None,
-            loss=float(np.mean(losses)),
-            clip_fraction=float(np.mean(clip_fracs)),
-            nonfinite=nonfinite,
+            loss=None if joint else float(np.mean(losses)),
+            clip_fraction=None if joint else float(np.mean(clip_fracs)),
+            nonfinite=None if joint else nonfinite,
             seconds=time.perf_counter() - start,
+            epsilon_spent=self.ledger.epsilon_spent if joint else None,
         )
 
+    def _release_joint(
+        self, seeds: list[int], estimates: list[np.ndarray], fields: dict[str, list[Any]]
+    ) -> list[float]:
+        """DP: release all K directions from the (batch × K) estimates; the update is θ − η·Σ_k g̃_k z_k."""
+        release = self.mechanism.release_step(np.stack(estimates, axis=1), self.ledger)
+        self.ledger.charge(release)
+        k = len(seeds)
+        fields.update(
+            released=list(release.values),
+            update=list(release.values),
+            kinds=["noisy"] * k,
+            q=[None] * k,
+            sigma=[release.noise_scale] * k,
+        )
+        return [float(v) for v in release.values]
+
     def evaluate(self, data: PreparedSet | None) -> dict[str, float] | None:
-        return None if data is None else self.objective.evaluate(self.loaded.model, data)
+        """Dev/test metrics: means of per-example values (computed on this rank's shard, then assembled)."""
+        if data is None:
+            return None
+        per_example = self._on_shards(lambda part: self.objective.per_example(self.loaded.model, part), data)
+        return {name: 0.0 + float(values.mean()) for name, values in per_example.items()}
+
+    def _on_shards(self, fn, prepared):
+        """``fn`` over this rank's micro-batches; per-example results assembled in order on every rank."""
+        if not self.dist.active:
+            return fn(prepared)
+        local, rows = self.objective.shard(prepared, self.dist.rank, self.dist.world_size)
+        out = fn(local)
+        if isinstance(out, dict):
+            return {name: assemble(values, rows, self.dist) for name, values in out.items()}
+        return assemble(out, rows, self.dist)
 
     def run(self) -> dict[str, Any]:
         """Train, select the best dev state, evaluate on test, write outputs; returns the summary."""
         tc = self.cfg.train
         began = time.perf_counter()
-        self._prepare_output()
-        history = [{"step": 0, **(self.evaluate(self.dev) or {})}]
-        best = (self._selection_key(history[0]), 0, trainable_state(self.loaded))
+        restored = self._restore()  # --resume: (history, best) of the newest checkpoint, or None
+        if restored is None:
+            self._prepare_output()
+            history = [{"step": 0, **(self.evaluate(self.dev) or {})}]
+            best = (self._selection_key(history[0]), 0, trainable_state(self.loaded))
+            if self.checkpoints is not None:
+                self.checkpoints.save(self, history, best)  # step 0: the privacy generators' start state
+        else:
+            history, best = restored
         stop_reason = "completed"
-        bar = tqdm(range(tc.steps), desc=self.cfg.privacy.mechanism, disable=not tc.progress, unit="step")
+        bar = tqdm(
+            range(len(self.records), tc.steps),
+            desc=self.cfg.privacy.mechanism,
+            disable=not tc.progress,
+            unit="step",
+        )
         for t in bar:
             if self.ledger.exhausted:
                 stop_reason = "budget exhausted"
                 break
+            ledger_before = self.ledger.state_dict()
             try:
                 record = self.step(t)
-            except BudgetExhausted:
+            except BudgetExhausted:  # a refused release: the step is dropped whole, weights and ledger
+                self.ledger.load_state_dict(ledger_before)
+                if self.checkpoints is not None:
+                    self.checkpoints.rewind(self)  # exact θ_t; without an output dir it is θ_t ± rounding
                 stop_reason = "budget exhausted"
                 break
             self.records.append(record)
             self._append_record(record)
-            bar.set_postfix(loss=f"{record.loss:.4f}", unanimous=f"{self._unanimity_rate():.2f}")
+            loss = "private" if record.loss is None else f"{record.loss:.4f}"
+            bar.set_postfix(loss=loss, unanimous=f"{self._unanimity_rate():.2f}")
             if self.dev is not None and (
                 record.step == tc.steps or (tc.eval_every and record.step % tc.eval_every == 0)
             ):
                 metrics = {"step": record.step, **self.evaluate(self.dev)}
                 history.append(metrics)
+                primary = self.objective.primary_metric
                 bar.write(
-                    f"step {record.step}: dev loss {metrics['loss']:.4f} accuracy {metrics['accuracy']:.4f}"
+                    f"step {record.step}: dev loss {metrics['loss']:.4f} {primary} {metrics[primary]:.4f}"
                 )
                 key = self._selection_key(metrics)
                 if key < best[0]:
                     best = (key, record.step, trainable_state(self.loaded))
+            if self.checkpoints is not None:
+                self.checkpoints.after_step(self, history, best)  # cadence, or SIGINT/SIGTERM: save and stop
         bar.close()
+        if self.checkpoints is not None:
+            self.checkpoints.save(self, history, best)  # at exit: a resume then only redoes the outputs
         if self.dev is not None and history[-1]["step"] != len(self.records):
             history.append({"step": len(self.records), **self.evaluate(self.dev)})
         last_key = self._selection_key(history[-1])
@@ -231,13 +351,54 @@ class Trainer:
         summary = self._summary(
             history, selected_step, selected_dev, stop_reason, time.perf_counter() - began
         )
+        if self.transcript is not None:
+            summary["transcript"] = self.transcript.head_info()  # replay verifies against this head
         self._write_outputs(summary)
         return summary
+
+    def _restore(self) -> tuple[list[dict[str, Any]], Any] | None:
+        """On --resume, load the newest checkpoint (weights, generators, ledger, records); None otherwise."""
+        resuming = self.checkpoints is not None and self.checkpoints.resume
+        restored = self.checkpoints.restore(self) if resuming else None
+        if restored is not None:
+            self.tensorboard = open_tensorboard(self.output_dir / "tensorboard")
+        return self._sync_from_main(restored) if self.dist.active else restored
+
+    def _sync_from_main(self, restored):
+        """Rank 0 read the checkpoint; every other rank takes the same state from it (weights, generators,
+        ledger, records), so a run resumes under any number of ranks."""
+        payload = None
+        if self.dist.is_main and restored is not None:
+            payload = {
+                "restored": restored,
+                "weights": trainable_state(self.loaded),
+                "generators": {name: rng.bit_generator.state for name, rng in self._generators().items()},
+                "ledger": self.ledger.state_dict(),
+                "records": [asdict(r) for r in self.records],
+            }
+        payload = broadcast_object(payload, self.dist)
+        if payload is None or self.dist.is_main:
+            return restored
+        load_trainable_state(self.loaded, payload["weights"])
+        for name, rng in self._generators().items():
+            rng.bit_generator.state = payload["generators"][name]
+        self.ledger.load_state_dict(payload["ledger"])
+        self.records = [StepRecord(**r) for r in payload["records"]]
+        return payload["restored"]
+
+    def _generators(self) -> dict[str, np.random.Generator]:
+        return {
+            "public": self.public_rng,
+            "data": self.data_rng,
+            "sampling": self.sampling_rng,
+            "mechanism": self.mechanism.rng,
+        }
 
     def _selection_key(self, metrics: dict[str, float]) -> float:
         if "loss" not in metrics:
             return 0.0
-        return metrics["loss"] if self.cfg.train.select_by == "dev_loss" else -metrics["accuracy"]
+        metric = self.cfg.train.select_by.removeprefix("dev_")
+        return metrics["loss"] if metric == "loss" else -metrics[metric]  # metrics: higher is better
 
     def _unanimity_rate(self) -> float:
         flags = [u for r in self.records for u in r.unanimous]
@@ -254,9 +415,11 @@ class Trainer:
             unanimity_rate=self._unanimity_rate(),
             budget_schedule=cfg.privacy.budget_schedule if cfg.privacy.mechanism == "paczero-mi" else None,
         )
+        privacy.update(privacy_context(dp=self.mechanism.guarantee == "dp"))
         return {
             "paczero_version": __version__,
             "task": cfg.task.name,
+            "primary_metric": self.objective.primary_metric,
             "model": cfg.model.name,
             "track": cfg.model.track,
             "trainable_parameters": self.loaded.num_trainable(),
@@ -282,26 +445,32 @@ class Trainer:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
         (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
-        (self.output_dir / "steps.jsonl").write_text("")
+        self.transcript = TranscriptWriter(self.output_dir, genesis_hash(self.cfg.to_dict()))
         self._write_secret()
+        self.tensorboard = open_tensorboard(self.output_dir / "tensorboard")  # None unless installed
 
     def _write_secret(self) -> None:
         """J, alone in a 0600 file: kept for resume and audits (ground truth), never in any other output."""
         path = self.output_dir / "secret.json"
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
-            json.dump({"secret_index": self.secret.reveal(), "subsets": self.secret.m}, fh)
+            seed = self.cfg.privacy.seed
+            json.dump({"secret_index": self.secret.reveal(), "subsets": self.secret.m, "seed": seed}, fh)
         os.chmod(path, 0o600)
 
     def _append_record(self, record: StepRecord) -> None:
         if self.output_dir is None:
             return
-        with (self.output_dir / "steps.jsonl").open("a") as fh:
-            fh.write(json.dumps(asdict(record)) + "\n")
+        self.transcript.append(asdict(record))  # hash-chained, fsynced
+        if self.tensorboard is not None:
+            self.tensorboard.log(record)
 
     def _write_outputs(self, summary: dict[str, Any]) -> None:
         if self.output_dir is None:
             return
         save_model(self.loaded, self.output_dir / "model")
+        (self.output_dir / "model" / "README.md").write_text(model_card(summary))
+        if self.tensorboard is not None:
+            self.tensorboard.close()
         (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         (self.output_dir / "privacy.md").write_text(privacy_statement(summary))

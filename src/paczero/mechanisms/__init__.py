@@ -1,6 +1,6 @@
 """Release rules behind one interface, looked up by name."""
 
-from paczero.mechanisms import mi, reference, zpl  # noqa: F401  (registration side effects)
+from paczero.mechanisms import dp, mi, reference, zpl  # noqa: F401  (registration side effects)
 from paczero.mechanisms.base import MECHANISMS, Mechanism, Release, StepInput, register
 from paczero.mechanisms.mi import BudgetExhausted
 

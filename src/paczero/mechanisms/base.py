@@ -65,7 +65,8 @@ class Mechanism(ABC):
 
     name: ClassVar[str]
     reads_secret: ClassVar[bool]
-    guarantee: ClassVar[str]  # "none", "zero-mi", "mi-budget", "unbounded-leak"
+    guarantee: ClassVar[str]  # "none", "zero-mi", "mi-budget", "unbounded-leak", "dp"
+    joint: ClassVar[bool] = False  # True: releases a step's K directions at once (``release_step``; DP)
 
     def __init__(self, secret: Secret | None, rng: np.random.Generator):
         if self.reads_secret and secret is None:

@@ -12,10 +12,11 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Example:
-    """One record: named text fields (used by the prompt template) and an optional class label."""
+    """One record: named text fields (used by the prompt template), a class label or gold answers."""
 
     fields: dict[str, str]
     label: int | None = None
+    answers: tuple[str, ...] = ()  # generation tasks: every acceptable answer
 
 
 @dataclass(frozen=True)

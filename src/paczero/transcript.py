@@ -1,0 +1,263 @@
+"""The released transcript as the model: the weight-change sequence of a step, the hash chain, and replay.
+
+Weights change only through :meth:`Directions.apply`, and :class:`StepWalk` is the one place that decides
+which ``apply`` calls a step makes; training and replay both go through it, so they cannot drift apart.
+Replaying a run's ``steps.jsonl`` (seeds, learning rate, released update values) from θ_0 therefore
+reproduces its trainable weights bitwise (fp32), with no forward pass.
+
+Each line of ``steps.jsonl`` carries ``prev_hash``, the SHA-256 of the previous line (of the genesis record, a
+digest of the run's public config, for the first), and ``transcript.json`` records the head: the hash of the
+last line. A changed, reordered, cut or extended transcript breaks the chain or misses the head.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from paczero.zo import Directions
+
+FORMAT = "paczero-transcript-v1"
+TRANSCRIPT = "steps.jsonl"
+HEAD = "transcript.json"
+# Keys that neither change the released transcript nor its accounting, or that are secret.
+UNBOUND_KEYS = (
+    ("train", "progress"),
+    ("train", "checkpoint_every"),
+    ("privacy", "secret_index"),
+    ("privacy", "seed"),
+)
+
+
+class TranscriptError(ValueError):
+    """A transcript that fails verification: tampered, reordered, truncated or not a transcript."""
+
+
+class StepWalk:
+    """The exact sequence of weight changes in one step, shared by ``Trainer.step`` and replay.
+
+    ``plus(seed)`` moves θ to θ+εz (fused with restoring the previous direction), ``minus(seed)`` to θ−εz,
+    ``update(seed, value)`` queues θ ← θ − (lr/K)·value·z (η·value·z for joint DP releases), ``commit()``
+    marks the step complete, and ``finish()`` restores θ and applies the queued updates in one fused pass, or
+    only restores θ if the step never committed.
+    """
+
+    def __init__(self, directions: Directions, eps: float, lr: float, k: int, joint: bool = False):
+        self.directions, self.eps = directions, eps
+        # per-direction step size: η/K for per-direction releases; η for joint (DP) ones, already averaged
+        self.scale = lr if joint else lr / k
+        self.pending: list[tuple[int, float]] = []  # what brings the weights back to θ
+        self.updates: list[tuple[int, float]] = []
+        self.committed = False
+
+    def plus(self, seed: int) -> None:
+        self.directions.apply([*self.pending, (seed, self.eps)])
+        self.pending = [(seed, -self.eps)]
+
+    def minus(self, seed: int) -> None:
+        self.directions.apply([(seed, -2.0 * self.eps)])
+        self.pending = [(seed, self.eps)]
+
+    def update(self, seed: int, value: float) -> None:
+        self.updates.append((seed, -self.scale * value))
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def finish(self) -> None:
+        self.directions.apply([*self.pending, *(self.updates if self.committed else [])])
+        self.pending, self.updates = [], []
+
+
+def replay_step(directions: Directions, eps: float, record: dict[str, Any], joint: bool = False) -> None:
+    """Apply one released step record (seeds, lr, update values) to the weights, exactly as training did."""
+    seeds, values = record["seeds"], record["update"]
+    walk = StepWalk(directions, eps, record["lr"], len(seeds), joint)
+    for seed, value in zip(seeds, values, strict=True):
+        walk.plus(seed)
+        walk.minus(seed)
+        walk.update(seed, value)
+    walk.commit()
+    walk.finish()
+
+
+def bound_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a run's config (``RunConfig.to_dict()``) a transcript is bound to: all but UNBOUND_KEYS."""
+    out = json.loads(json.dumps(config))
+    for section, key in UNBOUND_KEYS:
+        out.get(section, {}).pop(key, None)
+    return out
+
+
+def genesis_hash(config: dict[str, Any]) -> str:
+    """The chain's start: a digest of the public config, so a transcript cannot be replayed under another."""
+    canonical = json.dumps(bound_config(config), sort_keys=True, separators=(",", ":"))
+    return _sha256(f"{FORMAT}\n{canonical}")
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` so a reader sees the old file or the whole new one: temp name, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+class TranscriptWriter:
+    """Appends records to ``steps.jsonl`` with their chain hash; writes the head to ``transcript.json``."""
+
+    def __init__(self, run_dir: Path, genesis: str, lines: Iterable[str] = ()):
+        """Start a transcript, or (``lines``: the lines a checkpoint holds) rewrite it back to them."""
+        self.run_dir, self.genesis = Path(run_dir), genesis
+        self.lines = list(lines)
+        self.head = _chain(self.lines, genesis)
+        atomic_write(self.path, "".join(line + "\n" for line in self.lines).encode())
+
+    @property
+    def path(self) -> Path:
+        return self.run_dir / TRANSCRIPT
+
+    def append(self, record: dict[str, Any]) -> None:
+        line = json.dumps({**record, "prev_hash": self.head})
+        with self.path.open("a") as fh:
+            fh.write(line + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        self.lines.append(line)
+        self.head = _sha256(line)
+
+    def head_info(self) -> dict[str, Any]:
+        return {"format": FORMAT, "genesis": self.genesis, "records": len(self.lines), "head": self.head}
+
+    def write_head(self) -> None:
+        atomic_write(self.run_dir / HEAD, json.dumps(self.head_info(), indent=2).encode())
+
+
+def _chain(lines: list[str], genesis: str) -> str:
+    """Verify that each line names its predecessor's hash; returns the head hash."""
+    head = genesis
+    for number, line in enumerate(lines, 1):
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise TranscriptError(
+                f"transcript line {number} is not valid JSON ({err.msg}): refused"
+            ) from None
+        if not isinstance(record, dict) or record.get("prev_hash") != head:
+            raise TranscriptError(
+                f"transcript line {number} does not follow line {number - 1} (hash chain broken): "
+                "the transcript was changed, reordered or spliced; refused"
+            )
+        head = _sha256(line)
+    return head
+
+
+def read_transcript(run_dir: str | Path, config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The verified step records of a run (without ``prev_hash``), checked against its config and head.
+
+    Refuses (TranscriptError) a transcript whose chain is broken, that does not start from this config's
+    genesis, or that does not end at the head recorded in ``transcript.json`` (and in ``summary.json``).
+    """
+    run_dir = Path(run_dir)
+    path, head_path = run_dir / TRANSCRIPT, run_dir / HEAD
+    for needed in (path, head_path):
+        if not needed.is_file():
+            raise TranscriptError(f"no transcript: {needed} is missing")
+    try:
+        raw = path.read_bytes().decode()
+        head = json.loads(head_path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise TranscriptError(f"transcript files in {run_dir} are unreadable ({err}): refused") from None
+    if not isinstance(head, dict) or head.get("format") != FORMAT:
+        raise TranscriptError(f"{head_path} is not a {FORMAT} head record")
+    if head.get("genesis") != genesis_hash(config):
+        raise TranscriptError("the transcript was not made under this config (genesis hash differs): refused")
+    if raw and not raw.endswith("\n"):
+        raise TranscriptError(f"{path} ends in a partial line: the transcript was cut; refused")
+    lines = raw.splitlines()
+    summary_path = run_dir / "summary.json"
+    if summary_path.is_file():
+        recorded = json.loads(summary_path.read_text()).get("transcript")
+        if recorded is not None and recorded != head:
+            raise TranscriptError("transcript.json and summary.json record different heads: refused")
+    if _chain(lines, head["genesis"]) != head.get("head") or len(lines) != head.get("records"):
+        raise TranscriptError(
+            f"the transcript has {len(lines)} records and does not end at the recorded head "
+            f"({head.get('records')} records): it was truncated or extended; refused"
+        )
+    records = [json.loads(line) for line in lines]
+    for number, record in enumerate(records, 1):
+        record.pop("prev_hash")
+        if record.get("step") != number:
+            raise TranscriptError(f"transcript line {number} holds step {record.get('step')}: refused")
+    return records
+
+
+@dataclass
+class ReplayResult:
+    """Where a replay stopped and what it reproduced."""
+
+    steps: int  # steps applied from θ_0
+    records: int  # steps in the transcript
+    head: str
+
+
+def replay(run_dir: str | Path, base: str | None = None, step: int | None = None):
+    """Rebuild a run's trainable weights from θ_0 and its verified transcript alone (no forward pass).
+
+    ``base`` replaces the config's model (a model name or directory, or a YAML config whose ``model``
+    section is used), e.g. where the base weights live elsewhere; θ_0 is that base plus the deterministic
+    LoRA init. ``step`` defaults to the run's selected (best-dev) step from ``summary.json``, else the last
+    step. Returns the loaded model (a :class:`~paczero.models.LoadedModel`) and a :class:`ReplayResult`.
+    """
+    from paczero.checkpoint import public_run_config
+    from paczero.config import load_config
+    from paczero.mechanisms import get_mechanism
+    from paczero.models import load_model
+
+    run_dir = Path(run_dir)
+    cfg = public_run_config(run_dir)
+    records = read_transcript(run_dir, cfg.to_dict())
+    if base is not None:
+        base_path = Path(base)
+        if base_path.suffix in (".yaml", ".yml"):
+            cfg.model = load_config(base_path).model
+        else:
+            cfg.model.name = base
+    if step is None:
+        summary_path = run_dir / "summary.json"
+        step = (
+            json.loads(summary_path.read_text())["selected_step"] if summary_path.is_file() else len(records)
+        )
+    if not 0 <= step <= len(records):
+        raise TranscriptError(f"cannot replay to step {step}: the transcript holds {len(records)} steps")
+    loaded = load_model(cfg.model)
+    directions = Directions([p for _, p in loaded.trainable])
+    joint = get_mechanism(cfg.privacy.mechanism).joint
+    for record in records[:step]:
+        replay_step(directions, cfg.train.zo_eps, record, joint)
+    head = json.loads((run_dir / HEAD).read_text())["head"]
+    return loaded, ReplayResult(steps=step, records=len(records), head=head)

@@ -1,0 +1,142 @@
+"""Reports: figures and a self-contained HTML page, the privacy statement, the model card, TensorBoard."""
+
+import json
+import re
+from types import SimpleNamespace
+
+import pytest
+import yaml
+
+from paczero import plots
+from paczero.cli import main
+from paczero.plots import TensorBoardLog, open_tensorboard, write_report
+from paczero.trainer import Trainer
+from tests.conftest import tiny_config
+
+QUICK = ("train.steps=12", "train.eval_every=4", "train.lr=3.0e-2", "task.dev_size=32", "task.test_size=32")
+RUN_FIGURES = {"dev", "privacy", "unanimity", "q_plus", "sigma"}
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """Three finished tiny runs under one folder, the way a comparison directory holds them."""
+    root = tmp_path_factory.mktemp("compare")
+    (root / "table.md").write_text("| run | mechanism |\n")
+    summaries = {}
+    for name, mech in (("mi", "paczero-mi"), ("zpl", "paczero-zpl"), ("mezo", "mezo")):
+        cfg = tiny_config(*QUICK, f"privacy.mechanism={mech}", "privacy.budget=0.2")
+        summaries[name] = Trainer(cfg, root / "runs" / name).run()
+    return root, summaries
+
+
+def assert_self_contained(page: str) -> None:
+    assert "http://" not in page and "https://" not in page
+    assert "<script" not in page and "<link" not in page and "@import" not in page
+    sources = re.findall(r'src="([^"]*)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+
+
+def test_report_for_a_run_has_every_figure_and_a_self_contained_page(runs):
+    root, _ = runs
+    report = write_report(root / "runs" / "mi")
+    assert set(report.figures) == RUN_FIGURES and not report.notes  # an MI run has data for every figure
+    for path in report.figures.values():
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    page = report.html.read_text()
+    assert_self_contained(page)
+    assert page.count("<img") == len(RUN_FIGURES) and "Privacy statement" in page
+
+
+def test_report_notes_figures_that_do_not_apply(runs):
+    root, _ = runs
+    report = write_report(root / "runs" / "zpl")
+    assert set(report.figures) == RUN_FIGURES and set(report.notes) == {"sigma"}
+    mezo = write_report(root / "runs" / "mezo")
+    assert set(mezo.notes) == {"privacy", "sigma"}
+
+
+def test_report_for_a_comparison_directory_and_the_cli(runs, capsys):
+    root, _ = runs
+    assert main(["report", str(root)]) == 0
+    out = root / "report"
+    for name in ("frontier", "dev", "privacy"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    page = (out / "report.html").read_text()
+    assert_self_contained(page)
+    assert all(name in page for name in ("mi", "zpl", "mezo"))
+    assert "frontier" in capsys.readouterr().out
+
+
+def test_report_refuses_a_directory_without_runs(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        write_report(tmp_path)
+
+
+def test_privacy_statement_and_summary_block_cover_the_required_items(runs):
+    root, summaries = runs
+    privacy = summaries["mi"]["privacy"]
+    for key in ("unit", "matching_rule", "not_covered", "versions", "pool_size", "subsets", "prior"):
+        assert key in privacy, key
+    assert set(privacy["versions"]) >= {"paczero", "torch", "transformers", "peft"}
+    text = (root / "runs" / "mi" / "privacy.md").read_text()
+    for phrase in (
+        "Unit of privacy",
+        "Secret model",
+        "free of charge",
+        "noisy",
+        "MI spent",
+        "attack success bound",
+        "Matched DP ε",
+        "Matching rule",
+        "torch",
+        "membership in the pool",
+    ):
+        assert phrase.lower() in text.lower(), phrase
+
+
+def test_model_card_follows_hub_conventions_and_holds_no_secret(runs):
+    root, summaries = runs
+    card = (root / "runs" / "mi" / "model" / "README.md").read_text()
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["library_name"] == "peft" and front["base_model"] == "tiny-opt"
+    assert {"paczero", "paczero-mi"} <= set(front["tags"]) and "accuracy" in front["metrics"]
+    assert "## Privacy statement" in card and "## Metrics" in card
+    assert "secret" not in json.dumps(front) and "secret_index" not in card
+
+
+def test_model_cards_of_zpl_runs_with_different_secrets_are_identical(make_config, tmp_path):
+    cards = []
+    for j in (2, 11):
+        Trainer(
+            make_config("privacy.mechanism=paczero-zpl", f"privacy.secret_index={j}", *QUICK),
+            tmp_path / str(j),
+        ).run()
+        cards.append((tmp_path / str(j) / "model" / "README.md").read_text())
+    assert cards[0] == cards[1]
+
+
+class FakeWriter:
+    def __init__(self):
+        self.scalars, self.closed = [], False
+
+    def add_scalar(self, tag, value, step):
+        self.scalars.append((tag, value, step))
+
+    def close(self):
+        self.closed = True
+
+
+def test_tensorboard_is_skipped_cleanly_without_the_package_and_logs_public_scalars(
+    runs, monkeypatch, tmp_path
+):
+    monkeypatch.setattr(plots.importlib.util, "find_spec", lambda name: None)
+    assert open_tensorboard(tmp_path / "tb") is None and not (tmp_path / "tb").exists()
+    root, _ = runs
+    records = [json.loads(x) for x in (root / "runs" / "mi" / "steps.jsonl").read_text().splitlines()]
+    writer = FakeWriter()
+    log = TensorBoardLog(writer)
+    for r in records:
+        log.log(SimpleNamespace(**r))
+    log.close()
+    tags = {t for t, _, _ in writer.scalars}
+    assert {"train/loss", "privacy/mi_spent", "privacy/unanimous"} <= tags and writer.closed
