@@ -163,7 +163,7 @@ def interleaved(fns: dict[Any, Callable[[], Any]], repeats: int) -> dict[Any, fl
     return {key: statistics.median(ts) for key, ts in times.items()}
 
 
-def _stepper(trainer: Trainer, first: int = 0) -> Callable[[], Any]:
+def stepper(trainer: Trainer, first: int = 0) -> Callable[[], Any]:
     """Calls ``trainer.step(t)`` with t = first, first + 1, ... (the learning-rate schedule advances)."""
     counter = iter(range(first, 10**9))
     return lambda: trainer.step(next(counter))
@@ -376,7 +376,7 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
         for name in options.mechanisms
     }
     timings = interleaved(
-        {"forward": forward, **{n: _stepper(tr) for n, tr in trainers.items()}}, options.repeats
+        {"forward": forward, **{n: stepper(tr) for n, tr in trainers.items()}}, options.repeats
     )
     forward_s = timings.pop("forward")
     steps = {
@@ -433,7 +433,7 @@ def _sweep(config, overrides, loaded: LoadedModel, key: str, values, repeats: in
     trainers = [Trainer(load_config(config, [*overrides, f"{key}={v}"]), loaded=loaded) for v in values]
     for trainer in trainers:
         trainer.step(0)  # warm-up
-    times = interleaved({i: _stepper(tr, first=1) for i, tr in enumerate(trainers)}, repeats)
+    times = interleaved({i: stepper(tr, first=1) for i, tr in enumerate(trainers)}, repeats)
     return {"key": key, "values": list(values), "step_s": [times[i] for i in range(len(values))]}
 
 
