@@ -16,7 +16,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 	touch $@
 
 demo: setup
-	$(VENV)/bin/paczero train --config configs/demo.yaml --output-dir runs/demo
+	$(VENV)/bin/paczero train --config configs/demo.yaml --output-dir runs/demo --overwrite
 
 lint: setup
 	$(VENV)/bin/ruff check .
