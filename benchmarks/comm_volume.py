@@ -49,3 +49,4 @@ if trainer.dist.is_main:
         "seconds_per_step_median": sorted(seconds)[len(seconds) // 2],
     }
     print(json.dumps(out))
+pd.shutdown(trainer.dist)

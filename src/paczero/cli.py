@@ -13,7 +13,7 @@ from paczero import channel
 def _train(args: argparse.Namespace) -> int:
     from paczero import checkpoint
     from paczero.config import load_config
-    from paczero.distributed import launched_as_main
+    from paczero.distributed import launched_as_main, shutdown
     from paczero.trainer import Trainer
 
     out = Path(args.resume or args.output_dir or "")
@@ -37,6 +37,7 @@ def _train(args: argparse.Namespace) -> int:
     except checkpoint.Interrupted as stop:
         print(f"paczero: {stop}; continue with: paczero train --resume {out}", file=sys.stderr)
         return 128 + stop.signum
+    shutdown(trainer.dist)
     if not main_process:
         return 0
     nonfinite = sum(r.nonfinite or 0 for r in trainer.records)

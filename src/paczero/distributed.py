@@ -78,6 +78,13 @@ def assemble(values: torch.Tensor, rows: torch.Tensor, ctx: DistContext) -> torc
     return full.cpu()
 
 
+def shutdown(ctx: DistContext) -> None:
+    """Leave the process group together: gloo aborts a process that exits with its group still open."""
+    if ctx.active and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def broadcast_object(obj: Any, ctx: DistContext) -> Any:
     """Rank 0's value of ``obj`` on every rank (used for the privacy entropy: drawn once, shared)."""
     if not ctx.active:
