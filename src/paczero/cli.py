@@ -40,6 +40,12 @@ def _train(args: argparse.Namespace) -> int:
     shutdown(trainer.dist)
     if not main_process:
         return 0
+    if not cfg.privacy.secure:
+        print(
+            "paczero: warning: privacy.secure is off, so the secret index, coins and noise follow from "
+            "privacy.seed; fine for experiments, but set privacy.secure: true for a model you release",
+            file=sys.stderr,
+        )
     nonfinite = sum(r.nonfinite or 0 for r in trainer.records)
     if nonfinite:
         print(

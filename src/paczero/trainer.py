@@ -444,9 +444,9 @@ class Trainer:
         if self.output_dir is None:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._write_secret()  # first: a run that dies anywhere after this can be resumed
         (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.transcript = TranscriptWriter(self.output_dir, genesis_hash(self.cfg.to_dict()))
-        self._write_secret()
         self.tensorboard = open_tensorboard(self.output_dir / "tensorboard")  # None unless installed
 
     def _write_secret(self) -> None:
