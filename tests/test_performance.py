@@ -247,6 +247,7 @@ def test_bench_measures_every_part_and_checks_targets():
     mem = out["memory"]
     assert mem["inference"]["peak_rss_bytes"] >= mem["inference"]["baseline_rss_bytes"] > 0
     assert out["sweep_n"]["values"] == [16, 32] and "slope_s_per_example" in out["sweep_n"]["fit"]
+    assert out["sweep_m"]["values"] == [2, 8] and all(t > 0 for t in out["sweep_m"]["step_s"])
     names = {t["target"] for t in out["targets"]}
     assert {"step / 2 forwards (lora)", "reference / ours", "train peak / inference peak"} <= names
     assert {"privacy bookkeeping / step", "step(M max) / step(M min)"} <= names
