@@ -1,0 +1,44 @@
+"""Fold the replication runs (configs/replication/, docs/results.md) into one markdown table.
+
+python benchmarks/replication_table.py runs/replication
+"""
+
+import json
+import sys
+from pathlib import Path
+
+
+def fmt(value, spec=".3f"):
+    return "—" if value is None else format(value, spec)
+
+
+root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/replication")
+columns = [
+    "run",
+    "data seed",
+    "dev acc (start → selected)",
+    "test acc",
+    "unanimity",
+    "s/step",
+    "MI spent",
+    "ε",
+]
+print("| " + " | ".join([*columns, "attack bound"]) + " |")
+print("|" + "---|" * (len(columns) + 1))
+for path in sorted(root.glob("*/summary.json")):
+    s = json.loads(path.read_text())
+    p = s["privacy"]
+    name, seed = path.parent.name.split(",")
+    start = (s["dev"]["start"] or {}).get("accuracy")
+    cells = [
+        name.removeprefix("config="),
+        seed.split("=")[1],
+        f"{fmt(start)} → {fmt(s['dev']['selected'].get('accuracy'))}",
+        fmt(s["test"]["accuracy"]),
+        fmt(p.get("unanimity_rate"), ".2f"),
+        fmt(s["seconds_per_step"], ".1f"),
+        fmt(p.get("mi_spent"), ".3g"),
+        fmt(p.get("epsilon_spent", p.get("epsilon")), ".3g"),
+        fmt(p.get("attack_bound"), ".3f"),
+    ]
+    print("| " + " | ".join(cells) + " |")
