@@ -55,6 +55,17 @@ def mean_trailing_logprob(
     return (tok * in_span).sum(-1) / trailing
 
 
+def last_logits(model, batch, keep: int) -> torch.Tensor:
+    """Logits of the last ``keep`` positions of a left-padded batch (one forward, no KV cache)."""
+    return model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        logits_to_keep=keep,
+        use_cache=False,
+    ).logits
+
+
 class Classifier:
     """Scores prompts against label words; the per-example objective of classification tasks.
 
@@ -143,13 +154,7 @@ class Classifier:
         scores = torch.zeros((data.size, n_opt), dtype=torch.float32)
         label_ids = [ids[0] for ids in self.option_ids]
         for mb in data.batches:
-            logits = model(
-                input_ids=mb.input_ids,
-                attention_mask=mb.attention_mask,
-                position_ids=mb.position_ids,
-                logits_to_keep=data.keep,
-                use_cache=False,
-            ).logits
+            logits = last_logits(model, mb, data.keep)
             if self.single_token:
                 scores[mb.rows] = logits[:, -1, label_ids].float().cpu()
             else:

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from paczero.tasks.classification import mean_trailing_logprob
+from paczero.tasks.classification import last_logits, mean_trailing_logprob
 from paczero.tasks.custom import RecordSchema, hub_examples, read_examples, render
 from paczero.tasks.data import Example
 from paczero.tasks.generation import (
@@ -228,13 +228,7 @@ class GenerativeQA:
         """Mean token cross-entropy of the first gold answer after the prompt, per example."""
         losses = torch.zeros(data.size, dtype=torch.float32)
         for batch, answer_len in data.forced:
-            logits = model(
-                input_ids=batch.input_ids,
-                attention_mask=batch.attention_mask,
-                position_ids=batch.position_ids,
-                logits_to_keep=data.keep,
-                use_cache=False,
-            ).logits
+            logits = last_logits(model, batch, data.keep)
             losses[batch.rows] = -mean_trailing_logprob(logits, batch.input_ids, answer_len).cpu()
         return losses
 
