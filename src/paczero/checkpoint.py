@@ -196,7 +196,12 @@ class Checkpointer:
             self.save(trainer, history, best)
 
     def save(self, trainer: Trainer, history: list[dict], best: Best) -> Path:
-        """Write the full run state atomically; returns the checkpoint directory."""
+        """Write the full run state atomically; returns the checkpoint directory.
+
+        A step that already has a checkpoint (the save at exit right after a cadence save, or a resumed run
+        that had nothing left to do) keeps it: deleting it to write the same state again would leave, for an
+        instant, released steps and no checkpoint at all.
+        """
         from safetensors.torch import save_file
 
         from paczero.models import trainable_state
@@ -204,6 +209,10 @@ class Checkpointer:
         step = len(trainer.records)
         self.root.mkdir(exist_ok=True)
         final = self.root / f"step-{step:06d}"
+        if final.is_dir():
+            if trainer.transcript is not None:
+                trainer.transcript.write_head()
+            return final
         tmp = self.root / f".tmp-{final.name}"
         if tmp.exists():
             shutil.rmtree(tmp)
@@ -228,16 +237,18 @@ class Checkpointer:
         }
         _write_new(tmp / "state.json", json.dumps(state).encode(), 0o644)
         fsync_dir(tmp)
-        if final.exists():  # a re-save of the same step (at exit right after a cadence save)
-            shutil.rmtree(final)
         os.replace(tmp, final)
         fsync_dir(self.root)
-        for old in self.root.iterdir():
+        for old in list(self.root.iterdir()):
             m = _STEP_DIR.fullmatch(old.name)
             if m and int(m.group(1)) != step:
                 trash = self.root / f".old-{old.name}"
+                if trash.exists():
+                    shutil.rmtree(trash)
                 os.replace(old, trash)
                 shutil.rmtree(trash)
+            elif old.name.startswith(".old-"):  # left half-deleted by a crash in an earlier rotation
+                shutil.rmtree(old)
         if trainer.transcript is not None:
             trainer.transcript.write_head()
         return final
