@@ -250,12 +250,13 @@ def _cpu_name() -> str:
 # Peak memory, one phase per subprocess
 
 
-def _status_kib(key: str) -> int:
+def status_kib(key: str) -> int:
+    """A field of /proc/self/status (``VmRSS``, ``VmHWM``) in KiB; 0 where absent."""
     found = re.search(rf"^{key}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
     return int(found.group(1)) if found else 0
 
 
-def _reset_peak_rss() -> bool:
+def reset_peak_rss() -> bool:
     """Reset the resident-set high-water mark to the current RSS (Linux ≥ 4.0); False where unsupported."""
     try:
         Path("/proc/self/clear_refs").write_text("5")
@@ -273,8 +274,8 @@ def memory_phase(config: str | None, overrides: list[str], phase: str) -> dict[s
     if cuda:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    resettable = _reset_peak_rss()
-    baseline = _status_kib("VmRSS") * 1024
+    resettable = reset_peak_rss()
+    baseline = status_kib("VmRSS") * 1024
     if phase == "inference":
         for _ in range(2):
             trainer.objective.losses(trainer.loaded.model, trainer.pool)
@@ -285,7 +286,7 @@ def memory_phase(config: str | None, overrides: list[str], phase: str) -> dict[s
     out = {
         "phase": phase,
         "baseline_rss_bytes": baseline,
-        "peak_rss_bytes": _status_kib("VmHWM") * 1024,
+        "peak_rss_bytes": status_kib("VmHWM") * 1024,
         "peak_reset_after_load": resettable,
     }
     if cuda:

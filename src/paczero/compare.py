@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from paczero.bench import _reset_peak_rss, _status_kib
+from paczero.bench import reset_peak_rss, status_kib
 from paczero.config import SECRET_KEYS, ConfigError, RunConfig, load_config
 from paczero.sweep import cell_name, load_sweep
 
@@ -119,10 +119,10 @@ def run_entry(entry: Entry, cfg: RunConfig, output_dir: Path) -> Row:
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    _reset_peak_rss()
+    reset_peak_rss()
     summary = Trainer(cfg, run_dir).run()
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
-    return row_from_summary(entry.name, summary, str(run_dir), _status_kib("VmHWM") / 1024, peak_gpu)
+    return row_from_summary(entry.name, summary, str(run_dir), status_kib("VmHWM") / 1024, peak_gpu)
 
 
 def row_from_summary(
