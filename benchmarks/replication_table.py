@@ -16,6 +16,7 @@ root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/replication")
 columns = [
     "run",
     "data seed",
+    "dev loss (start → selected)",
     "dev acc (start → selected)",
     "test acc",
     "unanimity",
@@ -29,14 +30,17 @@ for path in sorted(root.glob("*/summary.json")):
     s = json.loads(path.read_text())
     p = s["privacy"]
     name, seed = path.parent.name.split(",")
-    start = (s["dev"]["start"] or {}).get("accuracy")
+    name = name.removeprefix("config=")
+    trained = name != "zero-shot"  # its one step at lr 0 only makes the test evaluation run
+    start, selected = s["dev"]["start"] or {}, s["dev"]["selected"]
     cells = [
-        name.removeprefix("config="),
+        name,
         seed.split("=")[1],
-        f"{fmt(start)} → {fmt(s['dev']['selected'].get('accuracy'))}",
+        f"{fmt(start.get('loss'))} → {fmt(selected.get('loss'))}",
+        f"{fmt(start.get('accuracy'))} → {fmt(selected.get('accuracy'))}",
         fmt(s["test"]["accuracy"]),
-        fmt(p.get("unanimity_rate"), ".2f"),
-        fmt(s["seconds_per_step"], ".1f"),
+        fmt(p.get("unanimity_rate") if trained else None, ".2f"),
+        fmt(s["seconds_per_step"] if trained else None, ".1f"),
         fmt(p.get("mi_spent"), ".3g"),
         fmt(p.get("epsilon_spent", p.get("epsilon")), ".3g"),
         fmt(p.get("attack_bound"), ".3f"),
