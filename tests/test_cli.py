@@ -37,6 +37,12 @@ def test_train_writes_every_output_and_eval_reloads_the_model(tmp_path, capsys, 
     results = json.loads(capsys.readouterr().out)
     assert results["test"]["accuracy"] == pytest.approx(summary["test"]["accuracy"], abs=1e-6)
     assert results["dev"]["loss"] == pytest.approx(summary["dev"]["selected"]["loss"], abs=1e-5)
+    if track == "lora":  # a larger test sample may be asked for; settings that change the task may not
+        assert main(["eval", "--run", str(out), "--split", "test", *sets("task.test_size=200")]) == 0
+        larger = json.loads(capsys.readouterr().out)
+        assert larger.keys() == {"test"} and larger["test"] != results["test"]
+        assert main(["eval", "--run", str(out), *sets("task.data_seed=5")]) != 0
+        assert "only task.dev_size, task.test_size, train.micro_batch_size" in capsys.readouterr().err
 
 
 def test_privacy_conversions_print_both_directions(capsys):

@@ -21,7 +21,7 @@ import re
 import shutil
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,11 +105,13 @@ def read_secret(run_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"cannot resume: {path} is unreadable") from None
 
 
-def public_run_config(run_dir: str | Path) -> RunConfig:
+def public_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
     """A run's config from its ``config.yaml`` with the secret fields unset (eval, replay, export)."""
-    from paczero.config import build_config, load_yaml_tree
+    from paczero.config import apply_override, build_config, load_yaml_tree
 
     tree = load_yaml_tree(Path(run_dir) / "config.yaml")
+    for assignment in overrides:
+        apply_override(tree, assignment)
     tree.setdefault("privacy", {}).update(secret_index=None, seed=0)
     return build_config(tree)
 

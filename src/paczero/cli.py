@@ -64,10 +64,10 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from paczero.checkpoint import public_run_config
-    from paczero.evaluate import evaluate_run
+    from paczero.evaluate import evaluate_run, evaluation_config
 
-    results = evaluate_run(public_run_config(args.run), Path(args.run) / "model", args.split)  # J unneeded
+    cfg = evaluation_config(args.run, args.set)  # J unneeded
+    results = evaluate_run(cfg, Path(args.run) / "model", args.split)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -247,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("eval", help="evaluate a finished run's model on dev or test")
     ev.add_argument("--run", required=True, help="a run's output directory")
     ev.add_argument("--split", choices=("dev", "test", "both"), default="both")
+    ev.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="task.test_size, task.dev_size or train.micro_batch_size (e.g. a larger test sample)",
+    )
     ev.set_defaults(func=_eval)
 
     pv = sub.add_parser("privacy", help="convert between MI, attack-success bound and DP ε")

@@ -5,9 +5,27 @@ from __future__ import annotations
 from pathlib import Path
 
 from paczero.autobatch import resolve_micro_batch_size
-from paczero.config import RunConfig
+from paczero.checkpoint import public_run_config
+from paczero.config import ConfigError, RunConfig
 from paczero.models import load_finetuned
 from paczero.tasks import build_objective, load_splits
+
+# What may change when evaluating a finished run: the sample sizes (for tasks read from files, a larger
+# sample contains the smaller: both are prefixes of one seeded permutation) and the micro-batch. Anything
+# else would evaluate a setting the model was not trained in.
+EVALUATION_OVERRIDES = ("task.dev_size", "task.test_size", "train.micro_batch_size")
+
+
+def evaluation_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
+    """A finished run's public config with only :data:`EVALUATION_OVERRIDES` changed (no secret needed)."""
+    for assignment in overrides:
+        key = assignment.split("=", 1)[0].strip()
+        if key not in EVALUATION_OVERRIDES:
+            raise ConfigError(
+                f"eval --set {key}: only {', '.join(EVALUATION_OVERRIDES)} may change when evaluating a "
+                "finished run (anything else evaluates a different setting than the one trained)"
+            )
+    return public_run_config(run_dir, overrides)
 
 
 def evaluate_run(cfg: RunConfig, model_dir: str | Path, split: str = "both") -> dict[str, dict[str, float]]:
