@@ -1,6 +1,10 @@
 """Fold the replication runs (configs/replication/, docs/results.md) into one markdown table.
 
 python benchmarks/replication_table.py runs/replication
+
+A run directory may also hold ``test-full.json``, the output of
+``paczero eval --run DIR --split test --set task.test_size=872`` (all of SST-2's validation set); its
+accuracy is then a column.
 """
 
 import json
@@ -12,6 +16,10 @@ def fmt(value, spec=".3f"):
     return "—" if value is None else format(value, spec)
 
 
+def _read(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/replication")
 columns = [
     "run",
@@ -19,6 +27,7 @@ columns = [
     "dev loss (start → selected)",
     "dev acc (start → selected)",
     "test acc",
+    "test acc (872)",
     "unanimity",
     "s/step",
     "MI spent",
@@ -39,6 +48,7 @@ for path in sorted(root.glob("*/summary.json")):
         f"{fmt(start.get('loss'))} → {fmt(selected.get('loss'))}",
         f"{fmt(start.get('accuracy'))} → {fmt(selected.get('accuracy'))}",
         fmt(s["test"]["accuracy"]),
+        fmt(full["test"]["accuracy"] if (full := _read(path.parent / "test-full.json")) else None),
         fmt(p.get("unanimity_rate") if trained else None, ".2f"),
         fmt(s["seconds_per_step"] if trained else None, ".1f"),
         fmt(p.get("mi_spent"), ".3g"),
