@@ -8,7 +8,9 @@ accuracy is then a column.
 """
 
 import json
+import statistics
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 
@@ -35,6 +37,7 @@ columns = [
 ]
 print("| " + " | ".join([*columns, "attack bound"]) + " |")
 print("|" + "---|" * (len(columns) + 1))
+full_accuracy = defaultdict(list)  # method -> test accuracy on all 872 validation examples, one per seed
 for path in sorted(root.glob("*/summary.json")):
     s = json.loads(path.read_text())
     p = s["privacy"]
@@ -49,10 +52,22 @@ for path in sorted(root.glob("*/summary.json")):
         f"{fmt(start.get('accuracy'))} → {fmt(selected.get('accuracy'))}",
         fmt(s["test"]["accuracy"]),
         fmt(full["test"]["accuracy"] if (full := _read(path.parent / "test-full.json")) else None),
-        fmt(p.get("unanimity_rate") if trained else None, ".2f"),
+        fmt(p.get("unanimity_rate") if trained and not name.startswith("dp") else None, ".2f"),
         fmt(s["seconds_per_step"] if trained else None, ".1f"),
         fmt(p.get("mi_spent"), ".3g"),
         fmt(p.get("epsilon_spent", p.get("epsilon")), ".3g"),
         fmt(p.get("attack_bound"), ".3f"),
     ]
     print("| " + " | ".join(cells) + " |")
+    if full:
+        full_accuracy[name].append(full["test"]["accuracy"])
+
+if full_accuracy:
+    mezo = statistics.mean(full_accuracy["mezo"]) if "mezo" in full_accuracy else None
+    print("\n| method | seeds | test acc (872), mean ± std | minus MeZO (points) |")
+    print("|---|---|---|---|")
+    for name, values in sorted(full_accuracy.items()):
+        mean = statistics.mean(values)
+        std = statistics.stdev(values) if len(values) > 1 else 0.0
+        gap = None if mezo is None else 100 * (mean - mezo)
+        print(f"| {name} | {len(values)} | {mean:.3f} ± {std:.3f} | {fmt(gap, '+.1f')} |")
