@@ -22,6 +22,22 @@ def _read(path: Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def _follows_majority(steps: Path) -> float | None:
+    """Share of non-unanimous directions whose applied update has the sign most candidate subsets gave.
+
+    A fair coin (ZPL) gives about 0.5; the more a release carries, the higher. None for DP (no subsets).
+    """
+    pairs = [
+        (update, q_plus)
+        for record in map(json.loads, steps.read_text().splitlines())
+        for update, q_plus, unanimous in zip(
+            record["update"], record.get("q_plus") or [], record.get("unanimous") or [], strict=False
+        )
+        if q_plus is not None and not unanimous and q_plus != 0.5
+    ]
+    return sum((u > 0) == (q > 0.5) for u, q in pairs) / len(pairs) if pairs else None
+
+
 root = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/replication")
 columns = [
     "run",
@@ -31,6 +47,7 @@ columns = [
     "test acc",
     "test acc (872)",
     "unanimity",
+    "follows majority",
     "s/step",
     "MI spent",
     "ε",
@@ -53,6 +70,7 @@ for path in sorted(root.glob("*/summary.json")):
         fmt(s["test"]["accuracy"]),
         fmt(full["test"]["accuracy"] if (full := _read(path.parent / "test-full.json")) else None),
         fmt(p.get("unanimity_rate") if trained and not name.startswith("dp") else None, ".2f"),
+        fmt(_follows_majority(path.parent / "steps.jsonl") if trained else None, ".2f"),
         fmt(s["seconds_per_step"] if trained else None, ".1f"),
         fmt(p.get("mi_spent"), ".3g"),
         fmt(p.get("epsilon_spent", p.get("epsilon")), ".3g"),
