@@ -13,9 +13,16 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from paczero.rundir import read_timing
+
 
 def fmt(value, spec=".3f"):
     return "—" if value is None else format(value, spec)
+
+
+def _seconds_per_step(summary: dict, run_dir: Path) -> float | None:
+    """Older summaries carried the step time; newer runs keep it in their private timing record."""
+    return summary.get("seconds_per_step") or read_timing(run_dir).get("seconds_per_step")
 
 
 def _read(path: Path) -> dict | None:
@@ -71,7 +78,7 @@ for path in sorted(root.glob("*/summary.json")):
         fmt(full["test"]["accuracy"] if (full := _read(path.parent / "test-full.json")) else None),
         fmt(p.get("unanimity_rate") if trained and not name.startswith("dp") else None, ".2f"),
         fmt(_follows_majority(path.parent / "steps.jsonl") if trained else None, ".2f"),
-        fmt(s["seconds_per_step"] if trained else None, ".1f"),
+        fmt(_seconds_per_step(s, path.parent) if trained else None, ".1f"),
         fmt(p.get("mi_spent"), ".3g"),
         fmt(p.get("epsilon_spent", p.get("epsilon")), ".3g"),
         fmt(p.get("attack_bound"), ".3f"),

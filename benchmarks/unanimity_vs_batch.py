@@ -109,7 +109,8 @@ def main() -> None:
                     "training_unanimity": summary["privacy"]["unanimity_rate"],
                     "dev_accuracy_start": summary["dev"]["start"]["accuracy"],
                     "dev_accuracy_best": max(h["accuracy"] for h in summary["dev"]["history"]),
-                    "seconds_per_step": summary["seconds_per_step"],
+                    "seconds_per_step": sum(trainer.timing["step_seconds"])
+                    / len(trainer.timing["step_seconds"]),
                 }
             )
             print(json.dumps(rows[-1]), flush=True)

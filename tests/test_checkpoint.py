@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 import paczero.checkpoint as ckpt
+import paczero.trainer as trainer_mod
 from paczero.checkpoint import Checkpointer, CheckpointError, resume_config
 from paczero.config import load_config
 from paczero.trainer import Trainer
@@ -47,10 +48,8 @@ class Crash(Exception):
 
 
 def outcome(run_dir: Path) -> dict:
-    """What must match bitwise: final weights, transcript (minus timing), ledger, selection and summary."""
-    lines = [json.loads(x) for x in (run_dir / "steps.jsonl").read_text().splitlines()]
-    for line in lines:
-        del line["seconds"], line["prev_hash"]  # timing differs between processes; the hash covers it
+    """What must match bitwise: final weights, transcript (every byte), ledger, selection and summary."""
+    lines = (run_dir / "steps.jsonl").read_text().splitlines()
     summary = json.loads((run_dir / "summary.json").read_text())
     last = max((run_dir / "checkpoints").iterdir())
     state = json.loads((last / "state.json").read_text())
@@ -114,6 +113,7 @@ def test_in_process_faults_at_random_points_resume_to_the_uninterrupted_run(
     monkeypatch.setattr(ckpt, "_write_new", torn_write)
     monkeypatch.setattr(Directions, "apply", fault_site(Directions.apply))  # mid-step, mid-perturbation
     monkeypatch.setattr(TranscriptWriter, "append", fault_site(TranscriptWriter.append))  # record written
+    monkeypatch.setattr(trainer_mod, "append_private_line", fault_site(trainer_mod.append_private_line))
     monkeypatch.setattr(ckpt.os, "replace", fault_site(os.replace))  # before a checkpoint's rename
     monkeypatch.setattr(Trainer, "evaluate", fault_site(Trainer.evaluate))  # mid-evaluation
     rng = fault_rng(seed)
@@ -181,7 +181,7 @@ def test_in_process_faults_reach_at_least_five_kill_points(tmp_path, monkeypatch
     print(f"kill after steps 1, 2, 4, 6, 9, 11: {kills} kill points tried")
     assert kills == 6
     assert_same(outcome(run_dir), expected)
-    records = outcome(run_dir)["records"]
+    records = [json.loads(line) for line in outcome(run_dir)["records"]]
     assert sum(r["mi_step"] for r in records) == pytest.approx(expected["privacy"]["mi_spent"], rel=1e-12)
 
 
@@ -216,8 +216,66 @@ def test_a_signal_saves_a_checkpoint_stops_cleanly_and_resumes_exactly(
     assert_same(outcome(run_dir), expected)
 
 
+def kill_after_step_5_and_resume_with_other_losses(tmp_path, monkeypatch, make_config, mechanism):
+    """Killed after step 5 with the last checkpoint at step 3; on resume every projected gradient flips sign
+    (as a GPU's non-deterministic kernels might change them): returns the transcript before and after."""
+    overrides = [*SMALL, *mechanism, "train.steps=8", "train.checkpoint_every=3"]
+    run_dir = tmp_path / "run"
+    original = TranscriptWriter.append
+
+    def append(self, record):
+        original(self, record)
+        if record["step"] == 5:
+            raise Crash
+
+    monkeypatch.setattr(TranscriptWriter, "append", append)
+    with pytest.raises(Crash):
+        Trainer(make_config(*overrides), run_dir).run()
+    written = (run_dir / "steps.jsonl").read_bytes()
+    assert written.count(b"\n") == 5 and Checkpointer(run_dir, 3).latest().name == "step-000003"
+    monkeypatch.setattr(TranscriptWriter, "append", original)
+    real_estimate = trainer_mod.two_point_estimate
+    monkeypatch.setattr(
+        trainer_mod, "two_point_estimate", lambda plus, minus, eps: real_estimate(minus, plus, eps)
+    )
+    resumed = Trainer(resume_config(run_dir, None, []), run_dir, resume=True)
+    resumed.run()
+    return written, (run_dir / "steps.jsonl").read_bytes(), resumed
+
+
+PAC_RESUMES = [MI, ["privacy.mechanism=paczero-zpl", "train.lr=3.0e-2"]]
+
+
+@pytest.mark.parametrize("mechanism", PAC_RESUMES)
+def test_resume_never_recomputes_a_released_step(tmp_path, monkeypatch, make_config, mechanism):
+    """Steps 4 and 5 keep the values already released, and the final weights are exactly the replay of the
+    transcript from θ_0."""
+    written, after, resumed = kill_after_step_5_and_resume_with_other_losses(
+        tmp_path, monkeypatch, make_config, mechanism
+    )
+    assert after.startswith(written) and after.count(b"\n") == 8
+    from paczero.transcript import replay
+
+    loaded, _ = replay(tmp_path / "run")  # to the selected step, from θ_0 and the transcript alone
+    replayed, trained = trainer_mod.trainable_state(loaded), trainer_mod.trainable_state(resumed.loaded)
+    assert replayed.keys() == trained.keys() and all(torch.equal(replayed[k], trained[k]) for k in trained)
+
+
+@pytest.mark.parametrize("mechanism", PAC_RESUMES)
+def test_resume_check_catches_a_recomputed_release(tmp_path, monkeypatch, make_config, mechanism):
+    """Negative control: resuming as the first version did (transcript cut back to the checkpoint, steps 4
+    and 5 computed again) changes lines that were already released, and the check above sees it."""
+    monkeypatch.setattr(Checkpointer, "_released_lines", lambda self, checkpointed: list(checkpointed))
+    written, after, _ = kill_after_step_5_and_resume_with_other_losses(
+        tmp_path, monkeypatch, make_config, mechanism
+    )
+    assert not after.startswith(written)
+
+
 def test_privacy_generator_states_are_kept_in_a_private_file(tmp_path, make_config):
-    trainer = Trainer(make_config(*SMALL, "train.steps=2", "privacy.secure=true"), tmp_path / "r")
+    trainer = Trainer(
+        make_config(*SMALL, "train.steps=2", "privacy.secure=true", "privacy.seed=null"), tmp_path / "r"
+    )
     trainer.run()
     private = tmp_path / "r" / "checkpoints" / "step-000002" / "privacy.json"
     assert private.stat().st_mode & 0o777 == 0o600
@@ -255,7 +313,7 @@ def write_config(tmp_path: Path, steps: int) -> Path:
         "model: {name: tiny-opt, track: lora}\n"
         f"train: {{steps: {steps}, lr: 3.0e-2, eval_every: 5, clip: null, progress: false, "
         "checkpoint_every: 3}\n"
-        "privacy: {mechanism: paczero-mi, budget: 0.2, subsets: 16}\n"
+        "privacy: {mechanism: paczero-mi, budget: 0.2, subsets: 16, secure: false, seed: 0}\n"
     )
     return path
 

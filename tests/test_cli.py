@@ -28,7 +28,7 @@ def test_train_writes_every_output_and_eval_reloads_the_model(tmp_path, capsys, 
     assert code == 0
     printed = capsys.readouterr().out
     assert "dev accuracy" in printed and "Privacy statement" in printed
-    for name in ("summary.json", "steps.jsonl", "config.yaml", "privacy.md", "secret.json"):
+    for name in ("summary.json", "steps.jsonl", "config.yaml", "privacy.md", "private/secret.json"):
         assert (out / name).is_file()
     model_file = "adapter_model.safetensors" if track == "lora" else "model.safetensors"
     assert (out / "model" / model_file).is_file()

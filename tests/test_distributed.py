@@ -20,13 +20,14 @@ task: {name: synthetic-sentiment, pool_size: 96, dev_size: 40, test_size: 40}
 model: {name: tiny-opt, track: lora}
 train: {steps: 6, lr: 3.0e-2, eval_every: 3, micro_batch_size: 16, clip: null, progress: false,
         checkpoint_every: 3, dist_timeout: 30}
-privacy: {mechanism: MECH, budget: 0.2, subsets: 16}
+privacy: {mechanism: MECH, budget: 0.2, subsets: 16, secure: false, seed: 0}
 """
 
 
-def launch(tmp_path, out, nproc, mech="paczero-mi", extra=(), env_extra=None, resume=False):
+def launch(tmp_path, out, nproc, mech="paczero-mi", extra=(), env_extra=None, resume=False, secure=False):
     cfg = tmp_path / f"{mech}.yaml"
-    cfg.write_text(CONFIG.replace("MECH", mech))
+    text = CONFIG.replace("MECH", mech)
+    cfg.write_text(text.replace("secure: false, seed: 0", "secure: true") if secure else text)
     args = ["--resume", str(out)] if resume else ["--config", str(cfg), "--output-dir", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), **(env_extra or {})}
     if nproc == 1:
@@ -50,7 +51,7 @@ def launch(tmp_path, out, nproc, mech="paczero-mi", extra=(), env_extra=None, re
 
 def transcript(run):
     lines = [json.loads(line) for line in (run / "steps.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in r.items() if k not in ("seconds", "prev_hash")} for r in lines]
+    return [{k: v for k, v in r.items() if k != "prev_hash"} for r in lines]
 
 
 def weights(run):
@@ -97,3 +98,47 @@ def test_a_two_rank_run_resumes_on_one_rank_to_the_same_result(tmp_path):
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert transcript(broken) == transcript(whole)
     assert weights(broken) == weights(whole)
+
+
+def test_secure_mode_under_torchrun_ranks_agree_and_runs_differ(tmp_path):
+    """The OS entropy is drawn once on rank 0 and shared: both ranks release and hold exactly the same; a
+    second secure run draws other entropy, so its noise differs."""
+    released = []
+    for name in ("a", "b"):
+        dump = tmp_path / f"dump-{name}"
+        dump.mkdir()
+        result = launch(
+            tmp_path,
+            tmp_path / name,
+            2,
+            "paczero-zpl",
+            env_extra={"PACZERO_TEST_DUMP": str(dump)},
+            secure=True,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        rank0, rank1 = (json.loads((dump / f"rank{r}.json").read_text()) for r in (0, 1))
+        assert rank0 == rank1
+        assert transcript(tmp_path / name)[-1]["released"] == rank0["released"][-1]
+        released.append(rank0["released"])
+    assert released[0] != released[1]
+
+
+def test_nccl_process_group_is_given_this_rank_s_device(monkeypatch):
+    """Under torchrun on GPUs the process group is NCCL, bound to the rank's device (without it NCCL could
+    not start); on CPU it is gloo."""
+    import torch
+
+    from paczero import distributed
+
+    calls = []
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed.dist, "init_process_group", lambda **kw: calls.append(kw))
+    monkeypatch.setattr(distributed.dist, "get_rank", lambda: 1)
+    monkeypatch.setattr(distributed.dist, "get_world_size", lambda: 2)
+    ctx = distributed.init_from_env(30.0, torch.device("cuda:1"))
+    assert (
+        ctx.rank == 1 and calls[-1]["backend"] == "nccl" and calls[-1]["device_id"] == torch.device("cuda:1")
+    )
+    distributed.init_from_env(30.0, None)
+    assert calls[-1]["backend"] == "gloo" and "device_id" not in calls[-1]

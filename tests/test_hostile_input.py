@@ -43,7 +43,7 @@ def runs(tmp_path_factory):
     state.write_text(state.read_text()[: len(state.read_text()) // 2])
     config = variants["edited_config"] / "config.yaml"
     config.write_text(config.read_text().replace("lr: 0.0001", "lr: 0.5"))
-    (variants["no_secret"] / "secret.json").unlink()
+    (variants["no_secret"] / "private" / "secret.json").unlink()
     steps = variants["tampered"] / "steps.jsonl"
     steps.write_text(steps.read_text().replace('"update": [1.0]', '"update": [-1.0]', 1))
     files = {
@@ -115,7 +115,7 @@ CASES = [
         ["train", "--config", "{root}/tiny.yaml", "--output-dir", "{root}/tiny.yaml"],
         "is a file",
     ),
-    ("train without config", ["train", "--output-dir", "{root}/new"], "needs --config and --output-dir"),
+    ("train without output dir", ["train", "--config", "{root}/tiny.yaml"], "needs --output-dir"),
     ("resume a dir without a run", ["train", "--resume", "{root}/not_empty"], "nothing to resume"),
     (
         "resume into another dir",

@@ -4,7 +4,14 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from paczero.subsets import CandidateSubsets, Secret, build_subsets, draw_secret, privacy_generators
+from paczero.subsets import (
+    CandidateSubsets,
+    Secret,
+    build_subsets,
+    draw_secret,
+    privacy_entropy,
+    privacy_generators,
+)
 
 
 def test_every_example_is_in_exactly_half_of_the_subsets():
@@ -44,7 +51,7 @@ def test_subset_count_must_be_even(m):
 
 def test_secret_is_uniform_over_many_draws():
     m, draws = 16, 16000
-    rng, _ = privacy_generators(123)
+    rng, _, _ = privacy_generators(123)
     counts = np.bincount([draw_secret(m, rng).reveal() for _ in range(draws)], minlength=m)
     assert stats.chisquare(counts).pvalue > 1e-3
 
@@ -58,11 +65,13 @@ def test_secret_repr_hides_the_index():
 
 
 def test_privacy_streams_are_reproducible_and_secure_mode_is_not():
-    a1, b1 = privacy_generators(7)
-    a2, b2 = privacy_generators(7)
+    a1, b1, c1 = privacy_generators(7)
+    a2, b2, c2 = privacy_generators(7)
     assert a1.integers(1 << 62) == a2.integers(1 << 62) and b1.random() == b2.random()
-    s1, _ = privacy_generators(7, secure=True)
-    s2, _ = privacy_generators(7, secure=True)
+    assert c1.random() == c2.random()
+    s1, _, _ = privacy_generators(privacy_entropy(7, secure=True))
+    s2, _, _ = privacy_generators(privacy_entropy(7, secure=True))
     assert s1.integers(1 << 62) != s2.integers(1 << 62)
+    assert privacy_entropy(7, secure=False) == 7
     with pytest.raises(ValueError):
-        privacy_generators(None)
+        privacy_entropy(None, secure=False)

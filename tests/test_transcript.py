@@ -54,7 +54,16 @@ def test_replay_reproduces_the_trained_weights_bitwise(make_config, tmp_path, ov
 def test_replay_cli_writes_the_model_and_a_bundle_replays_the_same(make_config, tmp_path, capsys):
     trainer, _, run_dir = trained(make_config, tmp_path, "train.steps=6", "train.lr=3.0e-2")
     bundle = tmp_path / "bundle"
-    assert main(["export", "--run", str(run_dir), "--output", str(bundle), "--transcript-only"]) == 0
+    export = [
+        "export",
+        "--run",
+        str(run_dir),
+        "--output",
+        str(bundle),
+        "--transcript-only",
+        "--allow-insecure",
+    ]
+    assert main(export) == 0
     assert not (bundle / "model").exists() and not (bundle / "secret.json").exists()
     out = tmp_path / "replayed"
     assert main(["replay", "--transcript", str(bundle), "--base", "tiny-opt", "--output-dir", str(out)]) == 0

@@ -5,8 +5,9 @@ protects (prior exactly 1/2); membership in the pool itself is public. ``members
 example with three attackers — the released model's loss, that loss calibrated against the base model (and,
 optionally, LiRA-style against shadow runs on other candidate subsets), and the Bayesian posterior over the
 candidate subsets that an attacker who replays the public transcript obtains — and compares their success
-with the run's bound (p*(I) or the DP bound). The ground truth comes from the run's ``secret.json``; what
-this module returns and writes are aggregate metrics only, never J or per-example membership.
+with the run's bound (p*(I) or the DP bound). The ground truth comes from the run's private secret file, so
+everything the audit computes depends on the secret (|S*| and every attack score are scored against it): its
+results are written to the run's private area and never exported or shown in a public report.
 
 ``transcript_audit`` re-runs a short training under several secret indices with the same seeds and checks
 that what is released agrees with the ledger: identical transcripts as long as nothing leaks, and per-release
@@ -19,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,13 +32,13 @@ from scipy.special import logsumexp
 from scipy.stats import beta, binomtest, mannwhitneyu
 
 from paczero.channel import binary_gaussian_mi
-from paczero.checkpoint import public_run_config
 from paczero.config import RunConfig
 from paczero.mechanisms.base import Mechanism, Release, StepInput
 from paczero.models import load_finetuned, load_model
+from paczero.rundir import private_dir, public_run_config, read_secret, write_private
 from paczero.subsets import CandidateSubsets
 from paczero.tasks import build_objective, load_splits
-from paczero.trainer import Trainer, public_subsets
+from paczero.trainer import InsecurePrivacyWarning, Trainer, public_subsets
 
 __all__ = [
     "AttackResult",
@@ -151,23 +153,20 @@ class AuditRun:
         for name in ("config.yaml", "summary.json", "steps.jsonl"):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a finished run: no {name}")
-        cfg = public_run_config(path)  # J and the privacy seed are redacted; the ground truth is secret.json
+        cfg = public_run_config(path)  # J and the privacy seed are redacted; the ground truth is private
         lines = (path / "steps.jsonl").read_text().splitlines()
         summary = json.loads((path / "summary.json").read_text())
         subsets = public_subsets(cfg, summary["privacy"].get("pool_size") or cfg.task.pool_size)
         return cls(path, cfg, summary, [json.loads(x) for x in lines if x.strip()], subsets)
 
     def members(self) -> np.ndarray:
-        """Ground truth: whether each pool example is in S*, from the 0600 secret file (audits only)."""
-        secret = self.path / "secret.json"
-        if not secret.is_file():
-            raise FileNotFoundError(f"{secret} is missing: the membership audit needs the run's ground truth")
-        data = json.loads(secret.read_text())
+        """Ground truth: whether each pool example is in S*, from the private secret file (audits only)."""
+        data = read_secret(self.path)
         if data["subsets"] != self.subsets.m:
             raise ValueError(
-                f"secret.json is for M = {data['subsets']}, the config says M = {self.subsets.m}"
+                f"the secret file is for M = {data['subsets']}, the config says M = {self.subsets.m}"
             )
-        return self.subsets.membership[int(data["secret_index"])].astype(bool)
+        return self.subsets.membership[data["secret_index"]].astype(bool)
 
 
 def _pool_losses(cfg: RunConfig, model_dir: Path | None) -> np.ndarray:
@@ -399,19 +398,20 @@ def _shadow_statistics(
         cfg = dataclasses.replace(
             run.cfg, privacy=privacy, train=dataclasses.replace(run.cfg.train, progress=False)
         )
-        trainer = Trainer(cfg)
-        trainer.run()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecurePrivacyWarning)
+            trainer = Trainer(cfg)
+            trainer.run()
         stats.append(trainer.objective.losses(trainer.loaded.model, trainer.pool).double().cpu().numpy())
     inside = run.subsets.membership[chosen].astype(bool)
     return _logit_confidence(target), _logit_confidence(np.array(stats)), inside
 
 
 def write_membership_audit(audit: MiaAudit, run_dir: str | Path) -> Path:
-    """Write ``audit/mia.json`` and ``audit/mia.md`` into the run directory; returns the folder."""
-    out = Path(run_dir) / "audit"
-    out.mkdir(exist_ok=True)
-    (out / "mia.json").write_text(json.dumps(audit.to_dict(), indent=2))
-    (out / "mia.md").write_text(audit.to_markdown())
+    """Write ``private/audit/mia.json`` and ``mia.md`` (0600: scored against the secret); returns the dir."""
+    out = private_dir(run_dir, "audit")
+    write_private(out / "mia.json", json.dumps(audit.to_dict(), indent=2))
+    write_private(out / "mia.md", audit.to_markdown())
     return out
 
 
@@ -529,10 +529,16 @@ class TranscriptAudit:
 REL_TOL = 1e-6  # measured vs charged: both are the same exact formula, so only rounding may separate them
 
 
+AUDIT_PRIVACY_SEED = 20260511  # the audit's re-runs share one deterministic privacy stream (audit only)
+
+
 def transcript_audit(
     cfg: RunConfig, secrets: Sequence[int] | None = None, *, control: bool = True, claim: str | None = None
 ) -> TranscriptAudit:
     """Re-run ``cfg`` under several secret indices (same public, data and privacy seeds); audit the releases.
+
+    The re-runs are the auditor's own experiment, never published: they use deterministic privacy randomness
+    (the config's seed if it has one, else a fixed audit seed) so that only J differs between them.
 
     Passes when (a) transcripts are identical across secrets up to the first release that measurably depends
     on J (for ZPL: the whole transcript and the final weights), and (b) every release's measured information
@@ -544,16 +550,22 @@ def transcript_audit(
     secrets = list(secrets) if secrets is not None else sorted({0, m // 2, m - 1})
     if len(secrets) < 2:
         raise ValueError("the transcript audit needs at least two secret indices")
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))
+    seed = AUDIT_PRIVACY_SEED if cfg.privacy.seed is None else cfg.privacy.seed
+    privacy = dataclasses.replace(cfg.privacy, secure=False, seed=seed)
+    cfg = dataclasses.replace(cfg, privacy=privacy, train=dataclasses.replace(cfg.train, progress=False))
     on_means = cfg.privacy.mechanism in EXACT_ON_MEANS
     runs = []
     guarantee = claim
     for i, j in enumerate(secrets):
-        trainer = Trainer(dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, secret_index=j)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecurePrivacyWarning)
+            trainer = Trainer(dataclasses.replace(cfg, privacy=dataclasses.replace(privacy, secret_index=j)))
         recorder = _Recorder(trainer.mechanism)
         trainer.mechanism = recorder
         guarantee = guarantee or recorder.guarantee
-        trainer.run()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InsecurePrivacyWarning)
+            trainer.run()
         info = measured_information(recorder.traces, m, on_means)
         charges = np.array([0.0 if tr.cost is None else tr.cost for tr in recorder.traces])
         unbounded = any(tr.cost is None for tr in recorder.traces)

@@ -8,9 +8,10 @@ transcript lines so far. The privacy generators (coins, noise, DP sampling) pred
 draw, so they go in a separate file created with mode 0600 (``privacy.json``), like ``secret.json``;
 exports leave both out.
 
-Resuming restores all of it and rewrites ``steps.jsonl`` back to the checkpoint's lines: the steps after
-the checkpoint are redone from the same generator states, so they release the same values, and the ledger is
-charged for each release exactly once. The learning-rate schedule position is the step.
+Resuming restores all of it and never computes a released step again: the steps that ``steps.jsonl`` holds
+after the checkpoint are re-applied from their released update values (no forward pass), and the generators
+and ledger are set to the private state saved with the last of them (``private/state.jsonl``). A step that
+was computed but whose line was never written was never released, so it is simply computed afresh.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import re
 import shutil
 import signal
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,6 +31,15 @@ import numpy as np
 import torch
 
 from paczero.models import load_trainable_state
+from paczero.rundir import (
+    PRIVATE,
+    STATE,
+    RunDirError,
+    public_run_config,
+    read_private_lines,
+    read_secret,
+    write_private,
+)
 from paczero.transcript import HEAD, TRANSCRIPT, bound_config, fsync_dir
 
 if TYPE_CHECKING:
@@ -38,23 +48,20 @@ if TYPE_CHECKING:
 
 FORMAT = 1
 CHECKPOINTS = "checkpoints"
-SECRET = "secret.json"
 PRIVATE_MODE = 0o600
 PUBLIC_GENERATORS = ("public_rng", "data_rng")  # Trainer attributes; every other generator is private
 RESUMABLE_KEYS = ("train.progress", "train.checkpoint_every")
 _STEP_DIR = re.compile(r"step-(\d{6,})")
 # Files that mark a directory as holding a run.
-RUN_MARKERS = ("config.yaml", TRANSCRIPT, "summary.json", SECRET, CHECKPOINTS)
+RUN_MARKERS = ("config.yaml", TRANSCRIPT, "summary.json", PRIVATE, CHECKPOINTS)
 
 Best = tuple[float, int, dict[str, torch.Tensor]]  # (selection key, step, trainable weights)
+# (dev history, best, transcript records released after the checkpoint, private state after the last of them)
+Restored = tuple[list[dict], Best, list[dict[str, Any]], dict[str, Any] | None]
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not belong to this run."""
-
-
-class RunDirError(ValueError):
-    """An output directory that must not be written to as asked."""
 
 
 class Interrupted(Exception):
@@ -94,28 +101,6 @@ def clear_run_dir(path: str | Path) -> None:
             entry.unlink()
 
 
-def read_secret(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / SECRET
-    if not path.is_file():
-        raise CheckpointError(f"cannot resume: {path} is missing (it holds the secret index)")
-    try:
-        data = json.loads(path.read_text())
-        return {"secret_index": int(data["secret_index"]), "seed": data.get("seed")}
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-        raise CheckpointError(f"cannot resume: {path} is unreadable") from None
-
-
-def public_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> RunConfig:
-    """A run's config from its ``config.yaml`` with the secret fields unset (eval, replay, export)."""
-    from paczero.config import apply_override, build_config, load_yaml_tree
-
-    tree = load_yaml_tree(Path(run_dir) / "config.yaml")
-    for assignment in overrides:
-        apply_override(tree, assignment)
-    tree.setdefault("privacy", {}).update(secret_index=None, seed=0)
-    return build_config(tree)
-
-
 def resume_config(run_dir: str | Path, config: str | Path | None, overrides: list[str]) -> RunConfig:
     """The config to resume a run with: its ``config.yaml`` plus J and the privacy seed from ``secret.json``.
 
@@ -132,7 +117,12 @@ def resume_config(run_dir: str | Path, config: str | Path | None, overrides: lis
         tree = load_yaml_tree(config)
     for assignment in overrides:
         apply_override(tree, assignment)
-    tree.setdefault("privacy", {}).update(read_secret(run_dir))
+    try:
+        secret = read_secret(run_dir)
+    except (FileNotFoundError, ValueError) as err:
+        raise CheckpointError(f"cannot resume: {err}") from None
+    privacy = tree.setdefault("privacy", {})
+    privacy.update(secret_index=secret["secret_index"], seed=None if secret["secure"] else secret["entropy"])
     cfg = build_config(tree)
     _refuse_changes(saved, bound_config(cfg.to_dict()))
     return cfg
@@ -255,8 +245,12 @@ class Checkpointer:
             trainer.transcript.write_head()
         return final
 
-    def restore(self, trainer: Trainer) -> tuple[list[dict], Best] | None:
-        """Load the newest checkpoint into ``trainer``; None when there is none (the run starts afresh)."""
+    def restore(self, trainer: Trainer) -> Restored | None:
+        """Load the newest checkpoint into ``trainer``; None when there is none (the run starts afresh).
+
+        Returns the dev history and best state at the checkpoint, the transcript lines released after it
+        (to be re-applied, never recomputed) and the private state saved with the last of them.
+        """
         from paczero.trainer import StepRecord
         from paczero.transcript import TranscriptWriter, genesis_hash
 
@@ -279,19 +273,46 @@ class Checkpointer:
             _set_generator_states(trainer.mechanism, private["mechanism"], str(path))
             trainer.ledger.load_state_dict(state["ledger"])
             lines = state["transcript"]
-            records = [json.loads(line) for line in lines]
             trainer.records = [
-                StepRecord(**{k: v for k, v in r.items() if k != "prev_hash"}) for r in records
+                StepRecord(**{k: v for k, v in json.loads(line).items() if k != "prev_hash"})
+                for line in lines
             ]
         except (KeyError, TypeError, ValueError) as err:
             raise CheckpointError(f"checkpoint {path} does not fit this run: {err}") from None
         if len(trainer.records) != step:
-            raise CheckpointError(f"checkpoint {path} is inconsistent: {len(records)} records at step {step}")
-        trainer.transcript = TranscriptWriter(self.run_dir, genesis_hash(trainer.cfg.to_dict()), lines)
+            raise CheckpointError(f"checkpoint {path} is inconsistent: {len(lines)} records at step {step}")
+        released = self._released_lines(lines)
+        pending = [json.loads(line) for line in released[step:]]
+        last_state = self._private_state_at(len(released)) if pending else None
+        trainer.transcript = TranscriptWriter(self.run_dir, genesis_hash(trainer.cfg.to_dict()), released)
         from paczero.models import trainable_state
 
         best_state = trainable_state(trainer.loaded) if best_weights is None else best_weights
-        return state["history"], (state["best"]["key"], state["best"]["step"], best_state)
+        history = state["history"]
+        return history, (state["best"]["key"], state["best"]["step"], best_state), pending, last_state
+
+    def _released_lines(self, checkpointed: list[str]) -> list[str]:
+        """Every complete line of ``steps.jsonl``; those the checkpoint holds must be its first lines."""
+        path = self.run_dir / TRANSCRIPT
+        raw = path.read_text() if path.is_file() else ""
+        lines = raw[: raw.rfind("\n") + 1].splitlines()  # a torn last line was never released
+        if lines[: len(checkpointed)] != checkpointed:
+            raise CheckpointError(
+                f"cannot resume {self.run_dir}: {TRANSCRIPT} does not begin with the "
+                f"{len(checkpointed)} lines of the newest checkpoint"
+            )
+        return lines
+
+    def _private_state_at(self, step: int) -> dict[str, Any]:
+        """The private state saved with released step ``step``; later lines (never released) are dropped."""
+        path = self.run_dir / STATE
+        lines = [line for line in read_private_lines(path) if line["step"] <= step]
+        if not lines or lines[-1]["step"] != step:
+            raise CheckpointError(
+                f"cannot resume {self.run_dir}: {STATE} has no state for released step {step}"
+            )
+        write_private(path, "".join(json.dumps(line) + "\n" for line in lines))
+        return lines[-1]
 
     def rewind(self, trainer: Trainer) -> None:
         """Set the weights exactly to θ after the last recorded step, after a refused (dropped) step.

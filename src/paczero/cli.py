@@ -17,8 +17,8 @@ def _train(args: argparse.Namespace) -> int:
     from paczero.trainer import Trainer
 
     out = Path(args.resume or args.output_dir or "")
-    if args.resume is None and (args.config is None or args.output_dir is None):
-        raise ValueError("train needs --config and --output-dir (or --resume RUN_DIR)")
+    if args.resume is None and args.output_dir is None:
+        raise ValueError("train needs --output-dir (or --resume RUN_DIR)")
     if args.resume is not None and args.output_dir is not None and Path(args.output_dir) != out:
         raise ValueError(f"--resume continues the run in {out}; --output-dir must be that directory or unset")
     main_process = launched_as_main()  # under torchrun only rank 0 owns the run directory
@@ -40,12 +40,6 @@ def _train(args: argparse.Namespace) -> int:
     shutdown(trainer.dist)
     if not main_process:
         return 0
-    if not cfg.privacy.secure:
-        print(
-            "paczero: warning: privacy.secure is off, so the secret index, coins and noise follow from "
-            "privacy.seed; fine for experiments, but set privacy.secure: true for a model you release",
-            file=sys.stderr,
-        )
     nonfinite = sum(r.nonfinite or 0 for r in trainer.records)
     if nonfinite:
         print(
@@ -58,7 +52,7 @@ def _train(args: argparse.Namespace) -> int:
         print(f"dev {metric} {dev[metric]:.4f} (step {summary['selected_step']}), ", end="")
     if summary["test"]:
         print(f"test {metric} {summary['test'][metric]:.4f}", end="")
-    print(f"; {summary['steps_run']} steps in {summary['wall_time_s']:.1f} s")
+    print(f"; {summary['steps_run']} steps in {trainer.timing['wall_time_s']:.1f} s")
     print((out / "privacy.md").read_text())
     return 0
 
@@ -95,7 +89,9 @@ def _replay(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from paczero.export import export_run
 
-    bundle = export_run(args.run, args.output, args.transcript_only)
+    bundle = export_run(args.run, args.output, args.transcript_only, args.allow_insecure)
+    if not bundle.private:
+        print("paczero: warning: exported a run that is NOT private (deterministic privacy randomness)")
     print(f"exported {len(bundle.files)} files to {bundle.path} (manifest MANIFEST.json); left out:")
     for rel, reason in bundle.skipped.items():
         print(f"  {rel}: {reason}")
@@ -158,7 +154,10 @@ def _audit_mia(args: argparse.Namespace) -> int:
     )
     out = write_membership_audit(audit, args.run)
     print(audit.to_markdown())
-    print(f"written to {out}/mia.json and mia.md")
+    print(
+        f"written to {out}/mia.json and mia.md: private (scored against the secret subset; export never "
+        "ships them); see them in a report with: paczero report --include-private RUN"
+    )
     return 0
 
 
@@ -185,7 +184,7 @@ def _audit_transcript(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from paczero.plots import write_report
 
-    report = write_report(args.dir)
+    report = write_report(args.dir, include_private=args.include_private)
     for name, path in report.figures.items():
         print(f"{name}: {path}" + (f"  ({report.notes[name]})" if name in report.notes else ""))
     print(f"report: {report.html}")
@@ -222,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="fine-tune a model with a zeroth-order mechanism")
-    train.add_argument("--config", help="YAML config (may inherit with base:); not needed with --resume")
+    train.add_argument("--config", help="YAML config (may inherit with base:); default: all defaults")
     train.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key"
     )
@@ -242,6 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--run", required=True, help="a finished run's output directory")
     ex.add_argument("--output", required=True, help="a new or empty bundle directory")
     ex.add_argument("--transcript-only", action="store_true", help="leave the model out (replay rebuilds it)")
+    ex.add_argument(
+        "--allow-insecure",
+        action="store_true",
+        help="export a run with deterministic privacy randomness (NOT private; the bundle says so)",
+    )
     ex.set_defaults(func=_export)
 
     ev = sub.add_parser("eval", help="evaluate a finished run's model on dev or test")
@@ -301,6 +305,11 @@ def build_parser() -> argparse.ArgumentParser:
         "report", help="plots and a self-contained HTML page for a run or a directory of runs"
     )
     rp.add_argument("dir", help="a run directory, or a directory with run directories below it")
+    rp.add_argument(
+        "--include-private",
+        action="store_true",
+        help="add the membership-inference audit; written to DIR/private/report (never publish it)",
+    )
     rp.set_defaults(func=_report)
     bn = sub.add_parser("bench", help="step time vs 2 forwards and vs the reference protocol; peak memory")
     bn.add_argument("--config", help="YAML config of the run to measure")

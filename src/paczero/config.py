@@ -68,8 +68,8 @@ class PrivacyConfig:
     subsets: int = 128  # M
     budget: float | None = None  # MI budget in nats (paczero-mi)
     budget_schedule: str = "adaptive"  # adaptive (B − spent)/(T − t), or uniform B/T
-    seed: int = 0  # privacy generator (secret, coins, noise)
-    secure: bool = False  # draw the privacy generator from the OS CSPRNG (seed ignored)
+    secure: bool = True  # privacy randomness (secret, coins, noise, DP batches) from the OS CSPRNG
+    seed: int | None = None  # with secure: false only: deterministic privacy randomness, NOT private
     secret_index: int | None = None  # fix J (audits and tests); default: drawn from the privacy generator
     epsilon: float | None = None  # DP target ε (dpzero, dp-aggzo, dp-zo); set from match_mi if null
     delta: float = 1e-5  # DP δ; 0 under pure ε-DP (Laplace) accounting
@@ -93,6 +93,17 @@ class PrivacyConfig:
         if self.match_epsilon is not None:
             self._resolve_match_epsilon()
         _require(self.subsets >= 2 and self.subsets % 2 == 0, "privacy.subsets (M) must be even and >= 2")
+        if self.secure:
+            _require(
+                self.seed is None,
+                "privacy.seed makes the privacy randomness deterministic, so the run is not private; "
+                "set privacy.secure: false to opt in (tests and exact reproductions only), or drop the seed",
+            )
+        else:
+            _require(
+                self.seed is not None,
+                "privacy.secure: false needs privacy.seed (deterministic privacy randomness: not private)",
+            )
         _require(self.budget is None or self.budget > 0, "privacy.budget must be positive (nats)")
         _require(self.budget_schedule in ("adaptive", "uniform"), "privacy.budget_schedule: adaptive|uniform")
         _require(
@@ -185,14 +196,56 @@ class RunConfig:
                 self.train.batch_size is None,
                 f"{name} draws a Poisson batch at privacy.sampling_rate: leave train.batch_size null",
             )
+        size = self.train.batch_size
+        if size is not None and size < self.task.pool_size:
+            draws = expected_minibatch_draws(size, self.privacy.subsets)
+            _require(
+                draws <= MAX_EXPECTED_DRAWS,
+                f"train.batch_size = {size} is too small for privacy.subsets = {self.privacy.subsets}: a "
+                f"public minibatch must hold an example of every candidate subset, and about {draws:.3g} "
+                f"draws would be needed per step; use fewer subsets or a larger minibatch (with "
+                f"M = {self.privacy.subsets}, train.batch_size >= {min_batch_size(self.privacy.subsets)})",
+            )
 
     def to_dict(self, redact_secret: bool = True) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        if redact_secret and data["privacy"]["secret_index"] is not None:
+        if redact_secret:  # J and the seed it may derive from are kept in the private secret file only
             data["privacy"]["secret_index"] = "<redacted>"
-        if redact_secret:  # J is a function of the privacy seed: it is kept in secret.json only
             data["privacy"]["seed"] = "<redacted>"
         return data
+
+    @property
+    def private(self) -> bool:
+        """Whether the privacy randomness is unpredictable (OS CSPRNG), i.e. the run's guarantee holds."""
+        return self.privacy.secure
+
+
+MAX_EXPECTED_DRAWS = 1000.0  # public minibatch redraws per step before a config is refused
+
+
+def expected_minibatch_draws(size: int, m: int) -> float:
+    """1/P(every candidate subset meets a minibatch of ``size``), each example in a uniform M/2-subset.
+
+    Inclusion–exclusion in exact rationals: P = Σ_j (−1)^j C(M, j) (C(M − j, M/2) / C(M, M/2))^size.
+    """
+    from fractions import Fraction
+
+    if m * 0.5**size <= 0.5:  # union bound: P(some subset missed) <= M·2^-size
+        return 1.0 / (1.0 - m * 0.5**size)
+    total = math.comb(m, m // 2)
+    p = sum(
+        (-1) ** j * math.comb(m, j) * Fraction(math.comb(m - j, m // 2), total) ** size
+        for j in range(m // 2 + 1)
+    )
+    return math.inf if p <= 0 else float(1 / p)
+
+
+def min_batch_size(m: int) -> int:
+    """The smallest public minibatch whose expected number of draws stays within MAX_EXPECTED_DRAWS."""
+    size = 2
+    while expected_minibatch_draws(size, m) > MAX_EXPECTED_DRAWS:
+        size += 1
+    return size
 
 
 SECRET_KEYS = ("privacy.secret_index", "privacy.seed")  # never echoed in error messages

@@ -43,8 +43,11 @@ def init_from_env(timeout_s: float = 300.0, device: torch.device | None = None) 
     if world <= 1:
         return DistContext()
     if not dist.is_initialized():
-        backend = "nccl" if device is not None and device.type == "cuda" else "gloo"
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(seconds=timeout_s))
+        timeout = datetime.timedelta(seconds=timeout_s)
+        if device is not None and device.type == "cuda":  # NCCL binds each rank to its own GPU
+            dist.init_process_group(backend="nccl", timeout=timeout, device_id=device)
+        else:
+            dist.init_process_group(backend="gloo", timeout=timeout)
     return DistContext(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 

@@ -1,9 +1,11 @@
 """Figures and a self-contained HTML report for a run directory or a comparison of runs; TensorBoard logging.
 
-``write_report(DIR)`` reads only the public outputs of a run (summary.json, steps.jsonl, privacy.md and, when
-present, audit/mia.json) — never secret.json — and writes PNG files and ``report.html`` (PNGs inlined as
-base64, no scripts, no links) into ``DIR/report/``. A directory without summary.json but with run
-directories below it (``paczero compare`` output or any folder of runs) gets the comparison figures.
+``write_report(DIR)`` reads only the public outputs of a run (summary.json, steps.jsonl, privacy.md) and
+writes PNG files and ``report.html`` (PNGs inlined as base64, no scripts, no links) into ``DIR/report/``, a
+public output. ``include_private=True`` adds the membership-inference audit (scored against the secret) and
+writes to ``DIR/private/report/`` instead, with a first line that says the page must not be published. A
+directory without summary.json but with run directories below it (``paczero compare`` output or any folder
+of runs) gets the comparison figures.
 Figures are drawn with matplotlib's object API on the Agg canvas, so no global backend is switched.
 """
 
@@ -21,6 +23,8 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from paczero.rundir import PRIVATE, private_dir
 
 __all__ = ["RunData", "Report", "find_runs", "write_report", "open_tensorboard", "TensorBoardLog"]
 
@@ -252,9 +256,15 @@ STYLE = (
 )
 
 
+PRIVATE_BANNER = (
+    "PRIVATE: this page shows results computed against the secret subset (membership-inference audit). "
+    "Do not publish it; the public report is report/report.html."
+)
+
+
 def _mia_section(run: RunData) -> str:
     """The aggregate membership-inference results, if ``paczero audit mia`` was run on this run."""
-    path = run.path / "audit" / "mia.json"
+    path = run.path / PRIVATE / "audit" / "mia.json"
     if not path.is_file():
         return "<p>No membership-inference audit yet: run <code>paczero audit mia --run DIR</code>.</p>"
     audit = json.loads(path.read_text())
@@ -273,14 +283,19 @@ def _mia_section(run: RunData) -> str:
     return f"<p>Bound on accuracy: {html.escape(str(audit.get('bound')))}</p>" + _table(header, rows)
 
 
-def write_report(directory: str | Path) -> Report:
-    """Figures and ``report.html`` for a run directory or a directory of runs, in ``directory/report``."""
+def write_report(directory: str | Path, include_private: bool = False) -> Report:
+    """Figures and ``report.html`` for a run directory or a directory of runs, in ``directory/report``.
+
+    ``include_private`` adds the results that depend on the secret and writes to ``directory/private/report``.
+    """
     directory = Path(directory)
     single = (directory / "summary.json").is_file()
     runs = [RunData.load(directory)] if single else [RunData.load(p) for p in find_runs(directory)]
     if not runs:
         raise FileNotFoundError(f"{directory} holds no finished run (no summary.json in it or below it)")
-    out = directory / "report"
+    if include_private and not single:
+        raise ValueError("a report with private results is made for one run directory at a time")
+    out = private_dir(directory, "report") if include_private else directory / "report"
     out.mkdir(parents=True, exist_ok=True)
     makers: dict[str, Callable[[], tuple[Figure, str | None]]]
     if single:
@@ -307,6 +322,8 @@ def write_report(directory: str | Path) -> Report:
             notes[name] = note
     title = f"paczero report: {directory.name}"
     parts = [f"<h1>{html.escape(title)}</h1>", _table(RUN_HEADER, [_run_row(r) for r in runs])]
+    if include_private:
+        parts.insert(0, f'<p class="private"><strong>{html.escape(PRIVATE_BANNER)}</strong></p>')
     for name, path in figures.items():
         parts.append(
             f'<h2>{html.escape(name)}</h2><img alt="{name}" src="data:image/png;base64,{_encode(path)}">'
@@ -315,7 +332,8 @@ def write_report(directory: str | Path) -> Report:
         statement = runs[0].path / "privacy.md"
         if statement.is_file():
             parts.append(f"<h2>privacy statement</h2><pre>{html.escape(statement.read_text())}</pre>")
-        parts.append("<h2>membership-inference audit</h2>" + _mia_section(runs[0]))
+        if include_private:
+            parts.append("<h2>membership-inference audit</h2>" + _mia_section(runs[0]))
     page = out / "report.html"
     page.write_text(
         f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
@@ -332,7 +350,8 @@ class TensorBoardLog:
 
     def log(self, record: Any) -> None:
         w, step = self.writer, record.step
-        w.add_scalar("train/loss", record.loss, step)
+        if record.loss is not None:  # None for DP runs: the loss over a secret batch is not released
+            w.add_scalar("train/loss", record.loss, step)
         w.add_scalar("train/lr", record.lr, step)
         w.add_scalar("privacy/unanimous", float(np.mean(record.unanimous)), step)
         if record.mi_spent is not None:

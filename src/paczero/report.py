@@ -6,6 +6,8 @@ from typing import Any
 
 import yaml
 
+from paczero.rundir import INSECURE_NOTE
+
 GUARANTEES = {
     "zero-mi": "PAC privacy with zero mutual information: I(S*; Y_1:T) = 0 exactly",
     "mi-budget": "PAC privacy with a mutual-information budget: I(S*; Y_1:T) ≤ B nats",
@@ -31,7 +33,7 @@ NOT_COVERED = (
     "membership in the pool itself: the pool and the candidate subsets are public",
     "hyperparameters, prompts or stopping rules chosen by looking at the private pool",
     "the dev and test sets, and whatever the base model memorised before fine-tuning",
-    "side channels (timing, memory) and the file secret.json, which holds the secret and must stay private",
+    "side channels (timing, memory) and the run's private/ folder, which holds the secret: keep it private",
 )
 VERSIONED = ("paczero", "torch", "transformers", "peft", "numpy")
 
@@ -56,7 +58,8 @@ DP_UNIT_OF_PRIVACY = (
 DP_NOT_COVERED = (
     "hyperparameters, prompts or stopping rules chosen by looking at the private pool",
     "the dev and test sets, and whatever the base model memorised before fine-tuning",
-    "side channels (timing, memory) and the checkpoints' privacy.json, which predicts the batches and noise",
+    "side channels (timing, memory), the run's private/ folder and the checkpoints (they predict the batches "
+    "and noise)",
 )
 
 
@@ -102,6 +105,7 @@ def privacy_statement(summary: dict[str, Any]) -> str:
     lines = [
         "# Privacy statement",
         "",
+        *([f"**{INSECURE_NOTE}**", ""] if p.get("private") is False else []),
         f"- Mechanism: `{p['mechanism']}` — {guarantee}.",
         f"- Unit of privacy: {p.get('unit', UNIT_OF_PRIVACY)}.",
         f"- Secret model: pool of N = {p.get('pool_size', 'n/a')} examples, M = {p.get('subsets', 'n/a')} "
@@ -158,6 +162,7 @@ def model_card(summary: dict[str, Any]) -> str:
     body = [
         f"# {summary['model']} fine-tuned on {summary['task']} with `{summary['mechanism']}`",
         "",
+        *([f"**{INSECURE_NOTE}**", ""] if summary["privacy"].get("private") is False else []),
         f"Zeroth-order fine-tuning ({'LoRA adapter' if lora else 'all weights'}, "
         f"{summary['trainable_parameters']} trainable parameters) with paczero {summary['paczero_version']}: "
         f"{summary['steps_run']} of {summary['steps_planned']} steps ({summary['stop_reason']}), "

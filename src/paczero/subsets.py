@@ -90,36 +90,25 @@ class Secret:
     __str__ = __repr__
 
 
-def privacy_generators(
-    seed: int | None, secure: bool = False
-) -> tuple[np.random.Generator, np.random.Generator]:
-    """The privacy streams: one for drawing J, one for coins and noise (independent children of one seed).
-
-    Splitting them keeps the coin/noise sequence the same whether J is drawn or fixed by the config.
-    Secure mode seeds both from the OS CSPRNG.
-    """
-    secret_seq, noise_seq = np.random.SeedSequence(_privacy_entropy(seed, secure)).spawn(2)
-    return np.random.Generator(np.random.PCG64DXSM(secret_seq)), np.random.Generator(
-        np.random.PCG64DXSM(noise_seq)
-    )
-
-
-def sampling_generator(seed: int | None, secure: bool = False) -> np.random.Generator:
-    """The DP baselines' Poisson-sampling stream: a third privacy child, independent of J and of the noise.
-
-    It must be secret, not public: amplification by subsampling assumes the attacker cannot tell which
-    records a step sampled, and a public data seed would let them recompute every batch.
-    """
-    sampling_seq = np.random.SeedSequence(_privacy_entropy(seed, secure)).spawn(3)[2]
-    return np.random.Generator(np.random.PCG64DXSM(sampling_seq))
-
-
-def _privacy_entropy(seed: int | None, secure: bool) -> int:
+def privacy_entropy(seed: int | None, secure: bool) -> int:
+    """The privacy root entropy: 128 bits from the OS CSPRNG, or the configured seed (insecure)."""
     if secure:
         return _os_secrets.randbits(128)
     if seed is None:
         raise ValueError("a privacy seed is required unless secure mode is on")
     return seed
+
+
+def privacy_generators(entropy: int) -> tuple[np.random.Generator, np.random.Generator, np.random.Generator]:
+    """The privacy streams, independent children of one root: J, coins and noise, DP Poisson sampling.
+
+    Splitting them keeps the coin/noise sequence the same whether J is drawn or fixed by the config. The
+    sampling stream must be secret too: amplification by subsampling assumes the attacker cannot tell which
+    records a step sampled.
+    """
+    children = np.random.SeedSequence(entropy).spawn(3)
+    secret, noise, sampling = (np.random.Generator(np.random.PCG64DXSM(seq)) for seq in children)
+    return secret, noise, sampling
 
 
 def draw_secret(m: int, rng: np.random.Generator) -> Secret:

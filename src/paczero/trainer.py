@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import secrets
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -33,16 +32,24 @@ from paczero.mechanisms.base import StepInput
 from paczero.models import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
 from paczero.plots import open_tensorboard
 from paczero.report import model_card, privacy_context, privacy_statement
+from paczero.rundir import (
+    INSECURE_NOTE,
+    STATE,
+    append_private_line,
+    private_dir,
+    write_secret,
+    write_timing,
+)
 from paczero.subsets import (
     CandidateSubsets,
     Secret,
     build_subsets,
     draw_secret,
+    privacy_entropy,
     privacy_generators,
-    sampling_generator,
 )
 from paczero.tasks import Objective, PreparedSet, build_objective, load_splits
-from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash
+from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash, replay_step
 from paczero.zo import Directions, clip, two_point_estimate
 
 
@@ -65,8 +72,14 @@ class StepRecord:
     loss: float | None  # mean of (l+ + l−)/2 over the pool: no extra forward pass; None for DP (private)
     clip_fraction: float | None  # None for DP: it depends on the private batch
     nonfinite: int | None
-    seconds: float
     epsilon_spent: float | None = None  # DP: ε after this step at the run's δ
+
+
+class InsecurePrivacyWarning(UserWarning):
+    """A run with deterministic privacy randomness: its outputs carry no privacy guarantee."""
+
+
+MAX_MINIBATCH_DRAWS = 100_000  # a backstop: RunConfig refuses settings that would need about this many
 
 
 def _public_generator(seed: int, stream: int) -> np.random.Generator:
@@ -97,9 +110,9 @@ class Trainer:
         loaded: LoadedModel | None = None,  # reuse a model already loaded from cfg.model (benchmarks)
     ):
         # 0. data parallelism (torchrun): every rank runs this loop; rank 0 alone writes
-        self.dist = init_from_env(cfg.train.dist_timeout)
+        device = per_rank_device(cfg.model.device)  # this rank's GPU under torchrun; else unchanged
+        self.dist = init_from_env(cfg.train.dist_timeout, torch.device(device) if "cuda" in device else None)
         if self.dist.active:
-            device = per_rank_device(cfg.model.device)
             cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, device=device))
             output_dir = output_dir if self.dist.is_main else None
         self.cfg = cfg
@@ -112,11 +125,10 @@ class Trainer:
         # 1. the three generators: public directions, data (sampling and public subsets), privacy
         self.public_rng = _public_generator(cfg.train.seed, 0)
         self.data_rng = data_generator(cfg)
-        seed, secure = cfg.privacy.seed, cfg.privacy.secure
-        if self.dist.active and secure:  # one OS draw on rank 0, shared: every rank needs the same streams
-            seed, secure = broadcast_object(secrets.randbits(128), self.dist), False
-        secret_rng, noise_rng = privacy_generators(seed, secure)
-        self.sampling_rng = sampling_generator(seed, secure)  # DP Poisson batches
+        self.entropy = privacy_entropy(cfg.privacy.seed, cfg.privacy.secure)
+        if self.dist.active:  # one draw on rank 0, shared: every rank needs the same privacy streams
+            self.entropy = broadcast_object(self.entropy, self.dist)
+        secret_rng, noise_rng, self.sampling_rng = privacy_generators(self.entropy)
         # 2. data, 3. model, 4. objective over tokenized sets
         self.splits = load_splits(cfg.task)
         self.loaded: LoadedModel = loaded if loaded is not None else load_model(cfg.model)
@@ -152,6 +164,8 @@ class Trainer:
             )
         )
         self.records: list[StepRecord] = []
+        self.step_seconds: list[float] = []  # private: wall-clock of each step this process ran
+        self.timing: dict[str, Any] = {}
 
     def step_batch(self) -> tuple[np.ndarray | None, PreparedSet]:
         """The pool rows this step uses (None = all) and their prepared batch.
@@ -167,11 +181,14 @@ class Trainer:
         size = self.cfg.train.batch_size
         if size is None or size >= self.subsets.n:
             return None, self.pool
-        while True:
+        for _ in range(MAX_MINIBATCH_DRAWS):
             rows = np.sort(self.data_rng.choice(self.subsets.n, size=size, replace=False))
             if np.all(self.subsets.membership[:, rows].sum(axis=1) > 0):
-                break
-        return rows, self.objective.prepare([self.splits.pool[i] for i in rows], self.pool_device)
+                return rows, self.objective.prepare([self.splits.pool[i] for i in rows], self.pool_device)
+        raise RuntimeError(
+            f"no public minibatch of {size} examples met every one of the {self.subsets.m} candidate subsets "
+            f"in {MAX_MINIBATCH_DRAWS} draws: use fewer subsets or a larger train.batch_size"
+        )
 
     def lr_at(self, t: int) -> float:
         tc = self.cfg.train
@@ -180,7 +197,6 @@ class Trainer:
     def step(self, t: int) -> StepRecord:
         """One ZO step over the whole pool with K directions; returns its public record."""
         tc = self.cfg.train
-        start = time.perf_counter()
         lr, k_dirs = self.lr_at(t), tc.directions
         seeds = [int(self.public_rng.integers(0, 2**63 - 1)) for _ in range(k_dirs)]
         walk = StepWalk(self.directions, tc.zo_eps, lr, k_dirs, self.mechanism.joint)  # shared with replay
@@ -248,7 +264,6 @@ class Trainer:
             loss=None if joint else float(np.mean(losses)),
             clip_fraction=None if joint else float(np.mean(clip_fracs)),
             nonfinite=None if joint else nonfinite,
-            seconds=time.perf_counter() - start,
             epsilon_spent=self.ledger.epsilon_spent if joint else None,
         )
 
@@ -286,10 +301,12 @@ class Trainer:
         return assemble(out, rows, self.dist)
 
     def run(self) -> dict[str, Any]:
-        """Train, select the best dev state, evaluate on test, write outputs; returns the summary."""
+        """Train, select the best dev state, evaluate on test, write outputs; returns the (public) summary."""
         tc = self.cfg.train
+        if not self.cfg.private and self.dist.is_main:
+            warnings.warn(INSECURE_NOTE, InsecurePrivacyWarning, stacklevel=2)
         began = time.perf_counter()
-        restored = self._restore()  # --resume: (history, best) of the newest checkpoint, or None
+        restored = self._restore()  # --resume: (history, best) with every released step re-applied
         if restored is None:
             self._prepare_output()
             history = [{"step": 0, **(self.evaluate(self.dev) or {})}]
@@ -310,6 +327,7 @@ class Trainer:
                 stop_reason = "budget exhausted"
                 break
             ledger_before = self.ledger.state_dict()
+            started = time.perf_counter()
             try:
                 record = self.step(t)
             except BudgetExhausted:  # a refused release: the step is dropped whole, weights and ledger
@@ -318,22 +336,10 @@ class Trainer:
                     self.checkpoints.rewind(self)  # exact θ_t; without an output dir it is θ_t ± rounding
                 stop_reason = "budget exhausted"
                 break
-            self.records.append(record)
-            self._append_record(record)
+            self._append_record(record, time.perf_counter() - started)
             loss = "private" if record.loss is None else f"{record.loss:.4f}"
             bar.set_postfix(loss=loss, unanimous=f"{self._unanimity_rate():.2f}")
-            if self.dev is not None and (
-                record.step == tc.steps or (tc.eval_every and record.step % tc.eval_every == 0)
-            ):
-                metrics = {"step": record.step, **self.evaluate(self.dev)}
-                history.append(metrics)
-                primary = self.objective.primary_metric
-                bar.write(
-                    f"step {record.step}: dev loss {metrics['loss']:.4f} {primary} {metrics[primary]:.4f}"
-                )
-                key = self._selection_key(metrics)
-                if key < best[0]:
-                    best = (key, record.step, trainable_state(self.loaded))
+            best = self._after_release(record, history, best, bar.write)
             if self.checkpoints is not None:
                 self.checkpoints.after_step(self, history, best)  # cadence, or SIGINT/SIGTERM: save and stop
         bar.close()
@@ -348,21 +354,52 @@ class Trainer:
         else:
             selected_step = len(self.records)
         selected_dev = next((h for h in history if h["step"] == selected_step), history[-1])
-        summary = self._summary(
-            history, selected_step, selected_dev, stop_reason, time.perf_counter() - began
-        )
+        summary = self._summary(history, selected_step, selected_dev, stop_reason)
         if self.transcript is not None:
             summary["transcript"] = self.transcript.head_info()  # replay verifies against this head
+        self.timing = {"wall_time_s": time.perf_counter() - began, "step_seconds": self.step_seconds}
         self._write_outputs(summary)
         return summary
 
+    def _after_release(self, record: StepRecord, history: list[dict], best: Any, say=print) -> Any:
+        """Dev evaluation on the cadence and best-state tracking after a released step; returns ``best``."""
+        tc = self.cfg.train
+        due = record.step == tc.steps or (tc.eval_every and record.step % tc.eval_every == 0)
+        if self.dev is None or not due:
+            return best
+        metrics = {"step": record.step, **self.evaluate(self.dev)}
+        history.append(metrics)
+        primary = self.objective.primary_metric
+        say(f"step {record.step}: dev loss {metrics['loss']:.4f} {primary} {metrics[primary]:.4f}")
+        key = self._selection_key(metrics)
+        return (key, record.step, trainable_state(self.loaded)) if key < best[0] else best
+
     def _restore(self) -> tuple[list[dict[str, Any]], Any] | None:
-        """On --resume, load the newest checkpoint (weights, generators, ledger, records); None otherwise."""
+        """On --resume: the newest checkpoint, then the steps released after it re-applied from steps.jsonl.
+
+        A released step is never computed again: its update is replayed from ``steps.jsonl`` (no forward pass)
+        and the generators and ledger are set to the private state saved with that step, so the next step
+        draws exactly what an uninterrupted run would have. None when not resuming.
+        """
         resuming = self.checkpoints is not None and self.checkpoints.resume
         restored = self.checkpoints.restore(self) if resuming else None
         if restored is not None:
-            self.tensorboard = open_tensorboard(self.output_dir / "tensorboard")
-        return self._sync_from_main(restored) if self.dist.active else restored
+            self.tensorboard = open_tensorboard(private_dir(self.output_dir, "tensorboard"))
+        if self.dist.active:
+            restored = self._sync_from_main(restored)
+        if restored is None:
+            return None
+        history, best, pending, state = restored
+        for raw in pending:
+            record = StepRecord(**{k: v for k, v in raw.items() if k != "prev_hash"})
+            replay_step(self.directions, self.cfg.train.zo_eps, asdict(record), self.mechanism.joint)
+            self.records.append(record)
+            best = self._after_release(record, history, best)
+        if pending:
+            for name, rng in self._generators().items():
+                rng.bit_generator.state = state["generators"][name]
+            self.ledger.load_state_dict(state["ledger"])
+        return history, best
 
     def _sync_from_main(self, restored):
         """Rank 0 read the checkpoint; every other rank takes the same state from it (weights, generators,
@@ -404,7 +441,8 @@ class Trainer:
         flags = [u for r in self.records for u in r.unanimous]
         return float(np.mean(flags)) if flags else 0.0
 
-    def _summary(self, history, selected_step, selected_dev, stop_reason, wall) -> dict[str, Any]:
+    def _summary(self, history, selected_step, selected_dev, stop_reason) -> dict[str, Any]:
+        """The public summary: public inputs and released values only (no timing, nothing secret)."""
         cfg = self.cfg
         privacy = asdict(self.ledger.summary(self.mechanism.guarantee))
         privacy.update(
@@ -414,6 +452,8 @@ class Trainer:
             prior=0.5,
             unanimity_rate=self._unanimity_rate(),
             budget_schedule=cfg.privacy.budget_schedule if cfg.privacy.mechanism == "paczero-mi" else None,
+            private=cfg.private,
+            privacy_randomness="OS CSPRNG" if cfg.private else INSECURE_NOTE,
         )
         privacy.update(privacy_context(dp=self.mechanism.guarantee == "dp"))
         return {
@@ -436,31 +476,35 @@ class Trainer:
             },
             "test": self.evaluate(self.test),
             "privacy": privacy,
-            "wall_time_s": wall,
-            "seconds_per_step": float(np.mean([r.seconds for r in self.records])) if self.records else None,
         }
 
     def _prepare_output(self) -> None:
         if self.output_dir is None:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._write_secret()  # first: a run that dies anywhere after this can be resumed
+        # first: a run that dies anywhere after this can be resumed
+        write_secret(
+            self.output_dir, self.secret.reveal(), self.secret.m, self.entropy, self.cfg.privacy.secure
+        )
         (self.output_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.transcript = TranscriptWriter(self.output_dir, genesis_hash(self.cfg.to_dict()))
-        self.tensorboard = open_tensorboard(self.output_dir / "tensorboard")  # None unless installed
+        self.tensorboard = open_tensorboard(private_dir(self.output_dir, "tensorboard"))  # None if absent
 
-    def _write_secret(self) -> None:
-        """J, alone in a 0600 file: kept for resume and audits (ground truth), never in any other output."""
-        path = self.output_dir / "secret.json"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as fh:
-            seed = self.cfg.privacy.seed
-            json.dump({"secret_index": self.secret.reveal(), "subsets": self.secret.m, "seed": seed}, fh)
-        os.chmod(path, 0o600)
+    def private_state(self) -> dict[str, Any]:
+        """What resume needs after a released step: every generator's state and the ledger (kept private)."""
+        return {
+            "generators": {name: rng.bit_generator.state for name, rng in self._generators().items()},
+            "ledger": self.ledger.state_dict(),
+        }
 
-    def _append_record(self, record: StepRecord) -> None:
+    def _append_record(self, record: StepRecord, seconds: float) -> None:
+        """Record a released step: its private state first, then the public line (both fsynced)."""
+        self.records.append(record)
+        self.step_seconds.append(seconds)
         if self.output_dir is None:
             return
+        state = {"step": record.step, "seconds": seconds, **self.private_state()}
+        append_private_line(self.output_dir / STATE, state)
         self.transcript.append(asdict(record))  # hash-chained, fsynced
         if self.tensorboard is not None:
             self.tensorboard.log(record)
@@ -474,3 +518,4 @@ class Trainer:
             self.tensorboard.close()
         (self.output_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         (self.output_dir / "privacy.md").write_text(privacy_statement(summary))
+        write_timing(self.output_dir, self.timing["wall_time_s"], self.timing["step_seconds"])
