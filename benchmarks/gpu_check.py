@@ -88,6 +88,11 @@ def run_phase(name: str, args: argparse.Namespace, limit: float, partial: Path) 
     return payload
 
 
+def _status(result: dict[str, Any]) -> str:
+    """A finished phase's status: ``error`` if any part failed, ``timeout`` if it stopped at its limit."""
+    return "error" if result.get("errors") else "timeout" if result.get("stopped") else "ok"
+
+
 def _isolated(name: str, args: argparse.Namespace, limit: float, partial: Path) -> dict[str, Any]:
     """The phase in a child process, killed (with its whole process group) at the limit."""
     cmd = [
@@ -113,8 +118,8 @@ def _isolated(name: str, args: argparse.Namespace, limit: float, partial: Path) 
     found = json.loads(partial.read_text()) if partial.is_file() else {}
     if status == "ok" and not found.get("complete"):
         status = "error"
-    if status == "ok" and found.get("result", {}).get("stopped"):
-        status = "timeout"
+    if status == "ok":
+        status = _status(found["result"])
     out = {"status": status, **found}
     if status == "error":
         out["error"] = err[-3000:]
@@ -157,8 +162,7 @@ def run_all(args: argparse.Namespace) -> dict[str, Any]:
             else:
                 try:
                     found = run_phase(name, args, limit, Path(tmp) / f"{name}.json")
-                    status = "timeout" if found["result"].get("stopped") else "ok"
-                    entry.update(status=status, **found)
+                    entry.update(status=_status(found["result"]), **found)
                 except Exception as err:  # one phase failing must not lose the others
                     entry.update(status="error", error=f"{type(err).__name__}: {err}")
             entry["seconds"] = round(time.monotonic() - start, 1)

@@ -56,6 +56,15 @@ class PhaseContext:
         return self.deadline - time.monotonic()
 
 
+def guarded(result: dict[str, Any], key: str, fn: Callable[[], Any]) -> Any:
+    """``fn()``, or None with the error noted in ``result["errors"]``: one failure must not end a phase."""
+    try:
+        return fn()
+    except Exception as err:
+        result.setdefault("errors", []).append(f"{key}: {type(err).__name__}: {err}"[:2000])
+        return None
+
+
 def tiny_config(mechanism: str, device: str, **train: Any) -> dict[str, Any]:
     """The tiny run of ``mechanism`` on ``device`` as a config tree (``train`` keys override)."""
     tree = json.loads(json.dumps(TINY))
@@ -174,18 +183,24 @@ def correctness(ctx: PhaseContext) -> dict[str, Any]:
         if ctx.time_left() <= 0:
             result["stopped"] = f"time limit reached before {mechanism}"
             break
-        base = ctx.workdir / mechanism
-        short = {"steps": 6, "eval_every": 3} if ctx.dry_run else {}
-        train_in_process(tiny_config(mechanism, "cpu", **short), base / "cpu")
-        train_in_process(tiny_config(mechanism, ctx.device, **short), base / "device")
-        with cpu_directions():
-            train_in_process(tiny_config(mechanism, ctx.device, **short), base / "device-cpu-z")
-        result["mechanisms"][mechanism] = {
-            ctx.device: compare_transcripts(base / "cpu", base / "device"),
-            f"{ctx.device}+cpu-z": compare_transcripts(base / "cpu", base / "device-cpu-z"),
-        }
+        compared = guarded(result, mechanism, lambda m=mechanism: _compare_devices(ctx, m))
+        if compared is not None:
+            result["mechanisms"][mechanism] = compared
         ctx.emit(result)
     return result
+
+
+def _compare_devices(ctx: PhaseContext, mechanism: str) -> dict[str, Any]:
+    base = ctx.workdir / mechanism
+    short = {"steps": 6, "eval_every": 3} if ctx.dry_run else {}
+    train_in_process(tiny_config(mechanism, "cpu", **short), base / "cpu")
+    train_in_process(tiny_config(mechanism, ctx.device, **short), base / "device")
+    with cpu_directions():
+        train_in_process(tiny_config(mechanism, ctx.device, **short), base / "device-cpu-z")
+    return {
+        ctx.device: compare_transcripts(base / "cpu", base / "device"),
+        f"{ctx.device}+cpu-z": compare_transcripts(base / "cpu", base / "device-cpu-z"),
+    }
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -315,7 +330,12 @@ def resume(ctx: PhaseContext) -> dict[str, Any]:
         if ctx.time_left() <= 0:
             result["stopped"] = f"time limit reached before {mechanism}"
             break
-        result["runs"][mechanism] = kill_and_resume(ctx, mechanism, steps=40, every=4, kill_at=6)
+        run = guarded(
+            result, mechanism, lambda m=mechanism: kill_and_resume(ctx, m, steps=40, every=4, kill_at=6)
+        )
+        if run is not None:
+            result["runs"][mechanism] = run
         ctx.emit(result)
-    result["passed"] = bool(result["runs"]) and all(r["passed"] for r in result["runs"].values())
+    runs = result["runs"].values()
+    result["passed"] = bool(runs) and not result.get("errors") and all(r["passed"] for r in runs)
     return result

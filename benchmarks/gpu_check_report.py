@@ -53,7 +53,7 @@ def _correctness(r: dict[str, Any]) -> list[str]:
                     where,
                     diff,
                     c["privacy_md_identical"],
-                    c["privacy_block_identical"],
+                    c["privacy_block_identical"] or "False: " + ", ".join(c["privacy_block_differences"]),
                 )
             )
     if r.get("dry_run"):
@@ -185,6 +185,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines += ["", f"## {name}: {entry['question']}", "", _status(entry)]
         if entry.get("result"):
             lines += ["", *RENDER[name](entry["result"])]
+        for error in (entry.get("result") or {}).get("errors", []):
+            lines += ["", f"Error: `{error.strip()[:1500]}`"]
         if entry.get("error"):
             lines += ["", "```", entry["error"].strip()[-1500:], "```"]
     return "\n".join(lines) + "\n"

@@ -11,7 +11,7 @@ from unittest import mock
 
 import gpu_check_shapes as shapes
 import torch
-from gpu_check_correct import PhaseContext
+from gpu_check_correct import PhaseContext, guarded
 
 from paczero import bench
 from paczero.config import load_config
@@ -198,6 +198,9 @@ def _cells(ctx: PhaseContext, name: str, cells: list[tuple[str, str]], repeats: 
                 cell.update(status="ok", **summarise(measure(overrides, None, ("paczero-zpl",), repeats)))
             except torch.cuda.OutOfMemoryError as err:
                 cell.update(status="did not fit", reason=f"CUDA out of memory ({why}): {str(err)[:300]}")
+            except Exception as err:  # noted, and the next cell still runs
+                cell.update(status="error", reason=f"{type(err).__name__}: {err}"[:2000])
+                result.setdefault("errors", []).append(f"{dtype} {track}: {cell['reason']}")
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
@@ -221,6 +224,14 @@ def opt_67b(ctx: PhaseContext) -> dict[str, Any]:
 REPLICATION = "configs/replication/zpl.yaml"
 REPLICATION_SCALE = ["task.pool_size=96", "train.micro_batch_size=32"]  # replication/scale-seed*.yaml
 REPLICATION_STEPS = 100
+SMOL_MECHANISMS = ("mezo", "paczero-zpl", "paczero-mi")
+
+
+def _load_timed(config: str, overrides: list[str], result: dict[str, Any]) -> LoadedModel:
+    started = time.perf_counter()
+    loaded = load_model(load_config(config, overrides).model)
+    result["load_s"] = time.perf_counter() - started
+    return loaded
 
 
 def smollm2(ctx: PhaseContext) -> dict[str, Any]:
@@ -238,6 +249,7 @@ def smollm2(ctx: PhaseContext) -> dict[str, Any]:
         "runs": [],
     }
     loaded = None  # loaded once: both runs use the config's model, only the data and batch differ
+    repeats = 1 if ctx.dry_run else 3
     for label, pool, extra in runs:
         if ctx.time_left() <= 0:
             result["runs"].append({"label": label, "status": "not run", "reason": "phase time limit reached"})
@@ -250,11 +262,17 @@ def smollm2(ctx: PhaseContext) -> dict[str, Any]:
             f"task.pool_size={pool}",
         ]
         if loaded is None:
-            started = time.perf_counter()
-            loaded = load_model(load_config(config, overrides).model)
-            result["load_s"] = time.perf_counter() - started
-        mechanisms = ("mezo", "paczero-zpl", "paczero-mi")
-        run = summarise(measure(overrides, config, mechanisms, 1 if ctx.dry_run else 3, loaded))
+            loaded = guarded(result, "load", lambda o=overrides: _load_timed(config, o, result))
+        if loaded is None:
+            result["runs"].append({"label": label, "status": "error", "reason": "the model did not load"})
+            continue
+        measured = guarded(
+            result, label, lambda o=overrides, m=loaded: measure(o, config, SMOL_MECHANISMS, repeats, m)
+        )
+        if measured is None:
+            result["runs"].append({"label": label, "status": "error", "reason": "see errors"})
+            continue
+        run = summarise(measured)
         zpl = run["steps"]["paczero-zpl"]["step_s"]
         run.update(
             label=label,

@@ -41,6 +41,7 @@ def dry_run(tmp_path_factory) -> dict:
 def test_dry_run_runs_every_phase_in_order(dry_run):
     assert dry_run["phase_order"] == PHASES
     assert [dry_run["phases"][p]["status"] for p in PHASES] == ["ok"] * len(PHASES)
+    assert not any(dry_run["phases"][p]["result"].get("errors") for p in PHASES)
     assert dry_run["elapsed_s"] < dry_run["budget_s"]
     assert dry_run["machine"]["torch"]
     assert any("testing only" in note for note in dry_run["notes"])
@@ -112,3 +113,16 @@ def test_an_isolated_phase_past_its_limit_is_killed_and_recorded(tmp_path):
     assert done.returncode == 1
     entry = json.loads(out.read_text())["phases"]["correctness"]
     assert entry["status"] == "timeout" and entry["seconds"] < 30
+
+
+def test_a_failing_measurement_is_recorded_and_the_phase_continues(tmp_path):
+    out = tmp_path / "r.json"
+    done = run_script(
+        "--dry-run", "--phases", "opt-6.7b", "--data-dir", str(tmp_path / "none"), "--out", str(out)
+    )
+    assert done.returncode == 1
+    entry = json.loads(out.read_text())["phases"]["opt-6.7b"]
+    assert entry["status"] == "error"
+    cells = entry["result"]["cells"]
+    assert [c["status"] for c in cells] == ["error", "error"]  # the second cell ran after the first failed
+    assert len(entry["result"]["errors"]) == 2 and "FileNotFoundError" in entry["result"]["errors"][0]
