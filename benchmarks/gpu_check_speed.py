@@ -167,7 +167,7 @@ def _cells(ctx: PhaseContext, name: str, cells: list[tuple[str, str]], repeats: 
         "parameters": shapes.parameter_count(name),
         "weights": "random (OPTConfig, no hub); the timings need the shape, not the weights",
         "tokenizer": shapes.tokenizer_note(name),
-        "data": ctx.data_dir or "synthetic SST-2-like phrases (SST-2's word-count distribution)",
+        "data": ctx.data_dir or "synthetic SST-2-like phrases (SST-2's prompt lengths)",
         "pool_size": pool,
         "mechanism": "paczero-zpl",
         "micro_batch_size": "auto",
