@@ -65,10 +65,14 @@ def guarded(result: dict[str, Any], key: str, fn: Callable[[], Any]) -> Any:
         return None
 
 
-def tiny_config(mechanism: str, device: str, **train: Any) -> dict[str, Any]:
-    """The tiny run of ``mechanism`` on ``device`` as a config tree (``train`` keys override)."""
+def tiny_config(mechanism: str, device: str, dry_run: bool = False, **train: Any) -> dict[str, Any]:
+    """The tiny run of ``mechanism`` on ``device`` as a config tree (``train`` keys override; a dry run is
+    shorter still)."""
     tree = json.loads(json.dumps(TINY))
     tree["model"]["device"] = device
+    if dry_run:
+        tree["task"].update(pool_size=32, dev_size=8, test_size=8)
+        tree["train"].update(steps=4, eval_every=2)
     tree["train"].update(train)
     tree["privacy"].update(mechanism=mechanism, **MECHANISMS[mechanism])
     return tree
@@ -192,11 +196,10 @@ def correctness(ctx: PhaseContext) -> dict[str, Any]:
 
 def _compare_devices(ctx: PhaseContext, mechanism: str) -> dict[str, Any]:
     base = ctx.workdir / mechanism
-    short = {"steps": 6, "eval_every": 3} if ctx.dry_run else {}
-    train_in_process(tiny_config(mechanism, "cpu", **short), base / "cpu")
-    train_in_process(tiny_config(mechanism, ctx.device, **short), base / "device")
+    train_in_process(tiny_config(mechanism, "cpu", ctx.dry_run), base / "cpu")
+    train_in_process(tiny_config(mechanism, ctx.device, ctx.dry_run), base / "device")
     with cpu_directions():
-        train_in_process(tiny_config(mechanism, ctx.device, **short), base / "device-cpu-z")
+        train_in_process(tiny_config(mechanism, ctx.device, ctx.dry_run), base / "device-cpu-z")
     return {
         ctx.device: compare_transcripts(base / "cpu", base / "device"),
         f"{ctx.device}+cpu-z": compare_transcripts(base / "cpu", base / "device-cpu-z"),

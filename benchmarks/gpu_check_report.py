@@ -31,7 +31,7 @@ def _status(entry: dict[str, Any]) -> str:
 def _correctness(r: dict[str, Any]) -> list[str]:
     cpu, dev = r["devices"]
     lines = [
-        f"Compared: {cpu} against {dev}. {r['note']}.",
+        f"Compared: {cpu} against {dev}. Note: {r['note']}.",
         "",
         "| mechanism | variant | identical steps | released identical | first difference (step: fields) "
         "| max abs released diff | privacy.md identical | privacy block identical |",
