@@ -73,7 +73,8 @@ def run_phase(name: str, args: argparse.Namespace, limit: float, partial: Path) 
 
     if args.dry_run:
         torch.set_num_threads(1)
-    with tempfile.TemporaryDirectory(prefix=f"gpu-check-{name}-") as work:
+    # inside the parent's scratch folder, so that a phase killed at its limit leaves nothing behind
+    with tempfile.TemporaryDirectory(prefix=f"{name}-", dir=partial.parent) as work:
         ctx = PhaseContext(
             dry_run=args.dry_run,
             device="cpu" if args.dry_run else args.device,
@@ -107,7 +108,9 @@ def _isolated(name: str, args: argparse.Namespace, limit: float, partial: Path) 
     ]
     cmd += ["--device", args.device] + (["--data-dir", args.data_dir] if args.data_dir else [])
     cmd += ["--dry-run"] if args.dry_run else []
-    proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc = subprocess.Popen(  # a new session: the kill below reaches the phase's own children too
+        cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
     try:
         _, err = proc.communicate(timeout=limit + 5)  # the phase stops itself at the limit; 5 s of grace
         status = "ok" if proc.returncode == 0 else "error"
