@@ -126,3 +126,23 @@ def test_a_failing_measurement_is_recorded_and_the_phase_continues(tmp_path):
     cells = entry["result"]["cells"]
     assert [c["status"] for c in cells] == ["error", "error"]  # the second cell ran after the first failed
     assert len(entry["result"]["errors"]) == 2 and "FileNotFoundError" in entry["result"]["errors"][0]
+
+
+def test_paper_shapes_have_the_opt_parameter_counts_and_the_fit_check_says_what_fits():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import gpu_check_shapes as shapes
+    import torch
+    from gpu_check_speed import GIB, fits
+    from transformers import AutoModelForCausalLM
+
+    from paczero.models import build_tiny_tokenizer
+
+    for name in shapes.SHAPES:
+        with torch.device("meta"):
+            model = AutoModelForCausalLM.from_config(shapes.opt_config(name, build_tiny_tokenizer()))
+        assert sum(p.numel() for p in model.parameters()) == shapes.parameter_count(name), name
+    assert round(shapes.parameter_count("random-opt-1.3b") / 1e9, 2) == 1.32
+    assert round(shapes.parameter_count("random-opt-6.7b") / 1e9, 2) == 6.66
+    assert fits("random-opt-6.7b", "float16", 139 * GIB)[0]
+    ok, why = fits("random-opt-6.7b", "float16", 12 * GIB)
+    assert not ok and "12.4 GiB (+25% for activations) against 12.0 GiB free" in why
