@@ -6,8 +6,9 @@ from typing import Any
 
 RNG_EXPLANATION = (
     "The direction z of a seed is drawn by a generator on the parameters' device: the CUDA generator "
-    "(Philox) and the CPU generator (Mersenne Twister) give different z for the same seed, so a CUDA run "
-    "differs from the CPU run from step 1. Runs and transcript replays reproduce on the same device type."
+    "(Philox) and the CPU generator (Mersenne Twister) give different z for the same seed, so a CUDA run is "
+    "expected to differ from the CPU run from step 1 on (the rows above show whether it does). Runs and "
+    "transcript replays reproduce on the same device type."
 )
 KERNEL_EXPLANATION = (
     "With the same z (CPU-drawn), only the kernels differ: CUDA matrix products and reductions sum in "
