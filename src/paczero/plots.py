@@ -284,11 +284,10 @@ def _caption(name: str, runs: list[RunData]) -> tuple[str, str]:
             "mostly noise."
         )
     if name == "q_plus":
-        return (
-            "q₊",
-            "Fraction of candidate subsets (posterior mass for MI) whose mean is positive, per release: ",
+        return "Subset agreement (q₊)", (
+            "Fraction of candidate subsets (posterior mass for MI) whose mean is positive, per release: at 0 "
+            "or 1 the subsets agree, near 0.5 they split evenly."
         )
-        "at 0 or 1 the subsets agree, near 0.5 they split evenly."
     if name == "sigma":
         return "Noise scale σ", "The noise scale of each noisy release, on a log axis."
     return "Utility vs attack bound", "Each run's headline metric against its membership-attack bound p*."

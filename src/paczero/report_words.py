@@ -9,6 +9,8 @@ from typing import Any
 
 from paczero.figures import PERCENT_METRICS
 
+TRACKS = {"lora": "LoRA", "full": "full-weight"}
+
 
 def guarantee_of(summary: dict[str, Any]) -> str:
     """The kind of guarantee: zero-mi, mi-budget, dp, none or unbounded-leak (from the privacy block)."""
@@ -89,7 +91,11 @@ def utility_in_words(summary: dict[str, Any]) -> str:
 
 def run_in_words(summary: dict[str, Any]) -> str:
     """What was trained, how long, and with which public hyperparameters."""
-    hp, p = summary.get("hyperparameters") or {}, summary.get("privacy") or {}
+    hp, p, track = (
+        summary.get("hyperparameters") or {},
+        summary.get("privacy") or {},
+        summary.get("track", ""),
+    )
     pool = f"; pool N = {p['pool_size']}" if p.get("pool_size") else ""
     subsets = (
         f", M = {p['subsets']} candidate subsets"
@@ -97,7 +103,7 @@ def run_in_words(summary: dict[str, Any]) -> str:
         else ""
     )
     return (
-        f"{summary['mechanism']} on {summary['task']}, {summary.get('track', '')} fine-tuning of "
+        f"{summary['mechanism']} on {summary['task']}, {TRACKS.get(track, track)} fine-tuning of "
         f"{summary['model']} ({summary.get('trainable_parameters', 'n/a')} trainable parameters): "
         f"{summary.get('steps_run')} of {summary.get('steps_planned')} steps ({summary.get('stop_reason')}); "
         f"K = {hp.get('directions')}, lr {fmt_number(hp.get('lr'))} ({hp.get('schedule')}){pool}{subsets}."
