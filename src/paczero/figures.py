@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import PercentFormatter
+from matplotlib.ticker import FuncFormatter, PercentFormatter
 
 if TYPE_CHECKING:
     from paczero.plots import RunData
@@ -158,15 +158,26 @@ def fig_qplus(run: RunData) -> Drawn:
 
 
 def fig_sigma(run: RunData) -> Drawn:
-    """The noise scale of each noisy release on a log axis."""
+    """The noise scale of each noisy release (log axis when it spans a wide range)."""
     fig, (ax,) = _canvas()
     pairs = [(r["step"], s) for r in run.records for s in r.get("sigma") or [] if s is not None]
     if not pairs:
         return fig, _empty(ax, "no noisy release in this run")
     steps, sigma = zip(*pairs, strict=True)
-    ax.semilogy(steps, sigma, ".", ms=3)
+    ax.plot(steps, sigma, ".", ms=5)
+    if max(sigma) > 1.5 * min(sigma):  # a wide range: log axis with plain labels
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(FuncFormatter(_minor_log_label))
+    else:  # nearly constant (DP calibrates σ once): from zero, so its size reads at a glance
+        ax.set_ylim(0, 1.2 * max(sigma))
     ax.set(xlabel="step", ylabel="σ", title="noise scale of noisy releases")
     return fig, None
+
+
+def _minor_log_label(value: float, _: int) -> str:
+    """Label the 2s and 5s between powers of ten, plainly (0.2, 5, 50), and leave the rest blank."""
+    return f"{value:g}" if value > 0 and round(value / 10 ** np.floor(np.log10(value))) in (2, 5) else ""
 
 
 def fig_frontier(runs: list[RunData]) -> Drawn:

@@ -289,7 +289,15 @@ def _caption(name: str, runs: list[RunData]) -> tuple[str, str]:
             "or 1 the subsets agree, near 0.5 they split evenly."
         )
     if name == "sigma":
-        return "Noise scale σ", "The noise scale of each noisy release, on a log axis."
+        if run.guarantee == "dp":
+            return "Noise scale σ", (
+                "Standard deviation of the noise on each released projected gradient, multiplier·C/(q·N), "
+                "set for the whole run by ε: far above the typical clipped gradient, it drowns the signal."
+            )
+        return "Noise scale σ", (
+            "Standard deviation of the Gaussian noise added to the secret subset's ±1 sign on each noisy "
+            "release: far above 1, a release carries little of the sign."
+        )
     return "Utility vs attack bound", "Each run's headline metric against its membership-attack bound p*."
 
 
