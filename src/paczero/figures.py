@@ -207,4 +207,6 @@ def fig_frontier(runs: list[RunData]) -> Drawn:
         title="utility vs attack bound",
         xlim=(0.48, 1.02),
     )
+    if points[0][4].split()[-1] in PERCENT_METRICS:
+        ax.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
     return fig, None

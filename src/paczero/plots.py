@@ -274,6 +274,8 @@ def _caption(name: str, runs: list[RunData]) -> tuple[str, str]:
             f"Dev loss and dev metric at each evaluation (dotted: the selected step){train}.",
         )
     if name == "privacy":
+        if len(runs) > 1:
+            return "Privacy spent", "Cumulative MI (nats) or ε after each step, one line per run."
         return "Privacy spent", "Cumulative MI (nats) or ε after each step; dashed: the budget."
     if name == "unanimity":
         window = window_label(smoothing_window(len(run.per_release("unanimous"))), "releases")
