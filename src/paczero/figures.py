@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, PercentFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 if TYPE_CHECKING:
     from paczero.plots import RunData
@@ -152,6 +152,7 @@ def fig_qplus(run: RunData) -> Drawn:
     if not len(q):
         return fig, _empty(ax, "no releases recorded")
     ax.hist(q, bins=np.linspace(0, 1, 41))
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set(xlabel=label, ylabel="releases", title="q₊ histogram")
     ax.xaxis.label.set_fontsize("small")
     return fig, None

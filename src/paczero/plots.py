@@ -148,7 +148,7 @@ def _run_row(run: RunData) -> list[Any]:
 
 RUN_HEADER = ["run", "mechanism", "steps", "utility", "attack bound", "MI spent", "ε (spent or matched)"]
 STYLE = (
-    "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1.5em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.2em .6em}"
     "img{max-width:100%;display:block;margin:1em 0}pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}"
     "p.privacy{background:#eef4fb;border-left:4px solid #3b78c3;padding:.6em 1em}.caption{color:#555}"
