@@ -60,7 +60,7 @@ HELP: dict[str, str] = {
     "model.device": "where the model runs",
     "model.init_seed": "seed of the random weights of the tiny test models",
     "train.progress": "show a progress bar on the terminal",
-    "privacy.mechanism": "the release rule, and with it the guarantee (see the method page)",
+    "privacy.mechanism": "the release rule, and with it the guarantee (see method.md)",
 }
 
 
@@ -188,8 +188,8 @@ def _cell(text: str) -> str:
 INTRO = """# Configuration reference
 
 For anyone writing or changing a run config: every key, its type, its default, the values it accepts and
-what it does. Start from a shipped config (configs/) and change only what you need; the tuning guide
-(tuning.md) says which keys matter most.
+what it does. Start from a shipped config (configs/) and change only what you need; the
+[tuning guide](tuning.md) says which keys matter most and where to start them.
 
 A config is a YAML file with the sections below. `base:` (a path or a list of paths, relative to the file)
 names configs it extends, later files winning; `--set section.key=value` on the command line overrides any
