@@ -1,12 +1,13 @@
 """Figures and a self-contained HTML report for a run directory or a comparison of runs; TensorBoard logging.
 
-``write_report(DIR)`` reads only the public outputs of a run (summary.json, steps.jsonl, privacy.md) and
-writes PNG files and ``report.html`` (PNGs inlined as base64, no scripts, no links) into ``DIR/report/``, a
-public output. ``include_private=True`` adds the membership-inference audit (scored against the secret) and
-writes to ``DIR/private/report/`` instead, with a first line that says the page must not be published. A
-directory without summary.json but with run directories below it (``paczero compare`` output or any folder
-of runs) gets the comparison figures.
-Figures are drawn with matplotlib's object API on the Agg canvas, so no global backend is switched.
+``write_report(DIR)`` reads only the public outputs of a run (summary.json, steps.jsonl, privacy.md) — never
+the private area, never timings — and writes PNG files and ``report.html`` (PNGs inlined as base64, no
+scripts, no links) into ``DIR/report/``, a public output: the same public outputs give the same bytes. The
+page opens with the privacy guarantee in plain words and the start, selected and test metrics, and shows
+only the figures that apply to the run's mechanism. ``include_private=True`` adds the membership-inference
+audit (scored against the secret) and writes to ``DIR/private/report/`` instead, with a first line that says
+the page must not be published. A directory without summary.json but with run directories below it
+(``paczero compare`` output or any folder of runs) gets the comparison figures.
 """
 
 from __future__ import annotations
@@ -21,9 +22,27 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from paczero.figures import (
+    fig_dev,
+    fig_frontier,
+    fig_privacy,
+    fig_qplus,
+    fig_sigma,
+    fig_unanimity,
+    save_png,
+    smoothing_window,
+    window_label,
+)
+from paczero.report_words import (
+    fmt_metric,
+    fmt_number,
+    guarantee_of,
+    privacy_in_words,
+    run_in_words,
+    utility_in_words,
+)
 from paczero.rundir import PRIVATE, private_dir
 
 __all__ = ["RunData", "Report", "find_runs", "write_report", "open_tensorboard", "TensorBoardLog"]
@@ -71,6 +90,11 @@ class RunData:
     def _dev(self) -> dict[str, Any] | None:
         return (self.summary.get("dev") or {}).get("selected")
 
+    @property
+    def guarantee(self) -> str:
+        """The kind of guarantee: zero-mi, mi-budget, dp, none or unbounded-leak."""
+        return guarantee_of(self.summary)
+
 
 def find_runs(directory: str | Path) -> list[Path]:
     """Every run directory (holding summary.json) strictly below ``directory``, sorted by path."""
@@ -88,139 +112,6 @@ class Report:
     notes: dict[str, str] = field(default_factory=dict)
 
 
-def _canvas(panels: int = 1) -> tuple[Figure, list[Any]]:
-    fig = Figure(figsize=(5.0 * panels, 3.6), layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig, [fig.add_subplot(1, panels, i + 1) for i in range(panels)]
-
-
-def _empty(ax, message: str) -> str:
-    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True, transform=ax.transAxes)
-    ax.set_axis_off()
-    return message
-
-
-# Each figure function draws into a fresh canvas and returns a note when it had nothing to show.
-
-
-def _fig_dev(runs: list[RunData]) -> tuple[Figure, str | None]:
-    fig, (ax_loss, ax_acc) = _canvas(2)
-    drawn = False
-    for run in runs:
-        history = [h for h in (run.summary.get("dev") or {}).get("history", []) if "loss" in h]
-        label = run.summary["mechanism"] if len(runs) == 1 else run.name
-        if history:
-            steps = [h["step"] for h in history]
-            ax_loss.plot(steps, [h["loss"] for h in history], marker="o", label=f"dev ({label})")
-            if all("accuracy" in h for h in history):
-                ax_acc.plot(steps, [h["accuracy"] for h in history], marker="o", label=label)
-            drawn = True
-        if len(runs) == 1:
-            step, loss = run.series("loss")
-            if len(step):
-                ax_loss.plot(step, loss, alpha=0.5, label="train, (l+ + l−)/2")
-                drawn = True
-    ax_loss.set(xlabel="step", ylabel="loss", title="loss")
-    ax_acc.set(xlabel="step", ylabel="dev accuracy", title="dev accuracy")
-    for ax in (ax_loss, ax_acc):
-        if ax.lines:
-            ax.legend(fontsize="small")
-    return fig, None if drawn else _empty(ax_loss, "no dev evaluation and no training loss recorded")
-
-
-def _fig_privacy(runs: list[RunData]) -> tuple[Figure, str | None]:
-    fig, (ax,) = _canvas()
-    for run in runs:
-        for key, unit in (("mi_spent", "MI (nats)"), ("epsilon_spent", "ε")):
-            step, spent = run.series(key)
-            if len(step):
-                label = f"{run.name if len(runs) > 1 else run.summary['mechanism']}: {unit}"
-                ax.step(np.concatenate([[0], step]), np.concatenate([[0], spent]), where="post", label=label)
-                budget = (run.summary.get("privacy") or {}).get(
-                    "mi_budget" if key == "mi_spent" else "epsilon"
-                )
-                if budget and len(runs) == 1:
-                    ax.axhline(budget, color="grey", ls="--", label=f"budget {budget:g}")
-    if not ax.lines:
-        return fig, _empty(ax, "no privacy accounting per step: this mechanism has no bounded guarantee")
-    ax.set(xlabel="step", ylabel="cumulative spend", title="privacy spent")
-    ax.legend(fontsize="small")
-    return fig, None
-
-
-def _fig_unanimity(run: RunData) -> tuple[Figure, str | None]:
-    fig, (ax,) = _canvas()
-    flags = run.per_release("unanimous")
-    if not len(flags):
-        return fig, _empty(ax, "no releases recorded")
-    window = max(1, len(flags) // 20)
-    rolling = np.convolve(flags, np.ones(window) / window, mode="valid")
-    ax.plot(np.arange(window, len(flags) + 1), rolling)
-    ax.set(
-        xlabel="release",
-        ylabel="unanimity rate",
-        ylim=(-0.02, 1.02),
-        title=f"all candidate subsets agree (rolling mean over {window})",
-    )
-    return fig, None
-
-
-def _fig_qplus(run: RunData) -> tuple[Figure, str | None]:
-    fig, (ax,) = _canvas()
-    q = run.per_release("q_plus")
-    label = "q₊ = posterior mass of subsets with a positive mean"
-    if not len(q):
-        # Without a posterior-weighted q₊, show it under the uniform prior: the fraction of positive subsets.
-        q = run.per_release("positive_fraction")
-        label = "q₊ under the uniform posterior = fraction of subsets with a positive mean"
-    if not len(q):
-        return fig, _empty(ax, "no releases recorded")
-    ax.hist(q, bins=np.linspace(0, 1, 41))
-    ax.set(xlabel=label, ylabel="releases", title="q₊ histogram")
-    ax.xaxis.label.set_fontsize("small")
-    return fig, None
-
-
-def _fig_sigma(run: RunData) -> tuple[Figure, str | None]:
-    fig, (ax,) = _canvas()
-    pairs = [(r["step"], s) for r in run.records for s in r.get("sigma") or [] if s is not None]
-    if not pairs:
-        return fig, _empty(ax, "no noisy releases: σ applies to paczero-mi's noisy steps only")
-    steps, sigma = zip(*pairs, strict=True)
-    ax.semilogy(steps, sigma, ".", ms=3)
-    ax.set(xlabel="step", ylabel="σ_t", title="noise scale of noisy releases")
-    return fig, None
-
-
-def _fig_frontier(runs: list[RunData]) -> tuple[Figure, str | None]:
-    fig, (ax,) = _canvas()
-    points = []
-    for run in runs:
-        label, utility = run.utility()
-        bound = (run.summary.get("privacy") or {}).get("attack_bound")
-        if utility is not None:
-            points.append((1.0 if bound is None else float(bound), utility, bound is None, run, label))
-    if not points:
-        return fig, _empty(ax, "no run recorded an accuracy")
-    for x, y, unbounded, run, _ in points:
-        ax.scatter([x], [y], marker="x" if unbounded else "o")
-        ax.annotate(
-            f"{run.summary['mechanism']} ({run.name})",
-            (x, y),
-            fontsize="x-small",
-            textcoords="offset points",
-            xytext=(4, 4),
-        )
-    ax.axvline(0.5, color="grey", ls=":", lw=1)
-    ax.set(
-        xlabel="membership-attack bound p* (× at 1: no bound)",
-        ylabel=points[0][4],
-        title="utility vs attack bound",
-        xlim=(0.48, 1.02),
-    )
-    return fig, None
-
-
 def _encode(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
@@ -234,6 +125,16 @@ def _table(header: list[str], rows: list[list[Any]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _metrics_table(summary: dict[str, Any]) -> str:
+    dev, selected_step = summary.get("dev") or {}, summary.get("selected_step")
+    rows = [("dev, start (zero-shot)", dev.get("start")), ("dev, selected", dev.get("selected"))]
+    rows.append(("test, selected model", {**(summary.get("test") or {}), "step": selected_step}))
+    rows = [(name, vals) for name, vals in rows if vals and len(vals) > 1]
+    names = sorted({k for _, vals in rows for k in vals if k != "step"}, key=lambda k: (k != "loss", k))
+    body = [[name, vals.get("step"), *(fmt_metric(k, vals.get(k)) for k in names)] for name, vals in rows]
+    return _table(["", "step", *names], body) if rows else ""
+
+
 def _run_row(run: RunData) -> list[Any]:
     p = run.summary.get("privacy") or {}
     label, utility = run.utility()
@@ -241,18 +142,20 @@ def _run_row(run: RunData) -> list[Any]:
         run.name,
         run.summary["mechanism"],
         run.summary.get("steps_run"),
-        f"{label}: {utility}",
-        p.get("attack_bound"),
-        p.get("mi_spent"),
-        p.get("epsilon_spent", p.get("matched_epsilon")),
+        f"{label}: {fmt_metric(label.split()[-1], utility)}",
+        fmt_number(p.get("attack_bound"), ".1%"),
+        fmt_number(p.get("mi_spent")),
+        fmt_number(p.get("epsilon_spent", p.get("matched_epsilon"))),
     ]
 
 
 RUN_HEADER = ["run", "mechanism", "steps", "utility", "attack bound", "MI spent", "ε (spent or matched)"]
 STYLE = (
-    "body{font-family:sans-serif;max-width:70em;margin:2em auto;color:#222}"
+    "body{font-family:sans-serif;max-width:70em;margin:2em auto;padding:0 1.5em;color:#222}"
     "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:.2em .6em}"
     "img{max-width:100%;display:block;margin:1em 0}pre{white-space:pre-wrap;background:#f6f6f6;padding:1em}"
+    "p.privacy{background:#eef4fb;border-left:4px solid #3b78c3;padding:.6em 1em}.caption{color:#555}"
+    "h2::first-letter{text-transform:uppercase}"
 )
 
 
@@ -297,36 +200,29 @@ def write_report(directory: str | Path, include_private: bool = False) -> Report
         raise ValueError("a report with private results is made for one run directory at a time")
     out = private_dir(directory, "report") if include_private else directory / "report"
     out.mkdir(parents=True, exist_ok=True)
-    makers: dict[str, Callable[[], tuple[Figure, str | None]]]
-    if single:
-        run = runs[0]
-        makers = {
-            "dev": lambda: _fig_dev(runs),
-            "privacy": lambda: _fig_privacy(runs),
-            "unanimity": lambda: _fig_unanimity(run),
-            "q_plus": lambda: _fig_qplus(run),
-            "sigma": lambda: _fig_sigma(run),
-        }
-    else:
-        makers = {
-            "frontier": lambda: _fig_frontier(runs),
-            "dev": lambda: _fig_dev(runs),
-            "privacy": lambda: _fig_privacy(runs),
-        }
+    makers = _run_figures(runs[0]) if single else _comparison_figures(runs)
+    for stale in FIGURE_NAMES - set(makers):  # a figure of an earlier report that no longer applies
+        (out / f"{stale}.png").unlink(missing_ok=True)
     figures, notes = {}, {}
     for name, make in makers.items():
         fig, note = make()
         figures[name] = out / f"{name}.png"
-        fig.savefig(figures[name], dpi=110)
+        save_png(fig, figures[name])
         if note:
             notes[name] = note
     title = f"paczero report: {directory.name}"
-    parts = [f"<h1>{html.escape(title)}</h1>", _table(RUN_HEADER, [_run_row(r) for r in runs])]
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if single:
+        parts.append(_headline(runs[0]))
+    else:
+        parts.append(_table(RUN_HEADER, [_run_row(r) for r in runs]))
     if include_private:
         parts.insert(0, f'<p class="private"><strong>{html.escape(PRIVATE_BANNER)}</strong></p>')
     for name, path in figures.items():
+        heading, caption = _caption(name, runs)
         parts.append(
-            f'<h2>{html.escape(name)}</h2><img alt="{name}" src="data:image/png;base64,{_encode(path)}">'
+            f'<h2>{html.escape(heading)}</h2><p class="caption">{html.escape(caption)}</p>'
+            f'<img alt="{name}" src="data:image/png;base64,{_encode(path)}">'
         )
     if single:
         statement = runs[0].path / "privacy.md"
@@ -340,6 +236,88 @@ def write_report(directory: str | Path, include_private: bool = False) -> Report
         f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n"
     )
     return Report(out, figures, page, notes)
+
+
+Maker = Callable[[], tuple[Figure, str | None]]
+BOUNDED = ("mi-budget", "dp")  # guarantees with a per-step spend and noisy releases
+FIGURE_NAMES = frozenset({"dev", "privacy", "unanimity", "q_plus", "sigma", "frontier"})
+
+
+def _run_figures(run: RunData) -> dict[str, Maker]:
+    """The figures that apply to the run's mechanism: no spend or σ without a budget, no subsets under DP."""
+    makers: dict[str, Maker] = {"dev": lambda: fig_dev([run])}
+    if run.guarantee in BOUNDED:
+        makers["privacy"] = lambda: fig_privacy([run])
+    if run.guarantee != "dp":
+        makers["unanimity"] = lambda: fig_unanimity(run)
+        makers["q_plus"] = lambda: fig_qplus(run)
+    if run.guarantee in BOUNDED:
+        makers["sigma"] = lambda: fig_sigma(run)
+    return makers
+
+
+def _comparison_figures(runs: list[RunData]) -> dict[str, Maker]:
+    makers: dict[str, Maker] = {"frontier": lambda: fig_frontier(runs), "dev": lambda: fig_dev(runs)}
+    if any(r.guarantee in BOUNDED for r in runs):
+        makers["privacy"] = lambda: fig_privacy(runs)
+    return makers
+
+
+def _headline(run: RunData) -> str:
+    """Privacy in plain words, the start/selected/test metrics, and what was run."""
+    s = run.summary
+    return (
+        f'<p class="privacy"><b>Privacy.</b> {html.escape(privacy_in_words(s))}</p>'
+        f"<p><b>Utility.</b> {html.escape(utility_in_words(s))}</p>{_metrics_table(s)}"
+        f"<p><b>Run.</b> {html.escape(run_in_words(s))}</p>"
+    )
+
+
+def _caption(name: str, runs: list[RunData]) -> tuple[str, str]:
+    """Heading and one-sentence reading guide of a figure."""
+    run = runs[0]
+    if name == "dev":
+        if len(runs) > 1:
+            return "Learning curves", "Dev loss and dev metric at each evaluation, one line per run."
+        steps = len(run.series("loss")[0])
+        train = (
+            f"; the training loss (l₊ + l₋)/2 of every step, faint, and its "
+            f"{window_label(smoothing_window(steps), 'steps')}"
+            if steps
+            else ""
+        )
+        return (
+            "Learning curves",
+            f"Dev loss and dev metric at each evaluation (dotted: the selected step){train}.",
+        )
+    if name == "privacy":
+        if len(runs) > 1:
+            return "Privacy spent", "Cumulative MI (nats) or ε after each step, one line per run."
+        return "Privacy spent", "Cumulative MI (nats) or ε after each step; dashed: the budget."
+    if name == "unanimity":
+        window = window_label(smoothing_window(len(run.per_release("unanimous"))), "releases")
+        return "Unanimity", (
+            f"Share of releases where every candidate subset agrees on the sign of the projected gradient, "
+            f"{window}; dashed: the whole run. Unanimous releases are free and carry the gradient's sign; "
+            "the others are coin flips (ZPL) or noisy (MI). A rate near 0 for long means the updates are "
+            "mostly noise."
+        )
+    if name == "q_plus":
+        return "Subset agreement (q₊)", (
+            "Fraction of candidate subsets (posterior mass for MI) whose mean is positive, per release: at 0 "
+            "or 1 the subsets agree, near 0.5 they split evenly."
+        )
+    if name == "sigma":
+        if run.guarantee == "dp":
+            return "Noise scale σ", (
+                "Standard deviation of the noise on each released projected gradient, multiplier·C/(q·N), "
+                "set for the whole run by ε: far above the typical clipped gradient, it drowns the signal."
+            )
+        return "Noise scale σ", (
+            "Standard deviation of the Gaussian noise added to the secret subset's ±1 sign on each noisy "
+            "release: far above 1, a release carries little of the sign."
+        )
+    return "Utility vs attack bound", "Each run's headline metric against its membership-attack bound p*."
 
 
 class TensorBoardLog:
