@@ -105,14 +105,14 @@ def test_ledger_reports_epsilon_per_step_and_refuses_past_the_target():
     mech = mechanism("dpzero")
     spent = []
     for _ in range(5):
-        release = mech.release_step(np.zeros((3, 1)), ledger)
+        release = mech.release_joint(np.zeros((3, 1)), ledger)
         ledger.charge(release)
         spent.append(ledger.epsilon_spent)
     assert spent == sorted(spent) and 0 < spent[0] < spent[-1] <= 1.0
     assert spent[-1] > 0.99  # the calibration spends the target, it does not waste it
     assert ledger.exhausted
     with pytest.raises(BudgetExhausted):
-        ledger.charge(mech.release_step(np.zeros((3, 1)), ledger))
+        ledger.charge(mech.release_joint(np.zeros((3, 1)), ledger))
     with pytest.raises(RuntimeError, match="already charged"):
         ledger.charge(release)
     restored = DpLedger(p)
@@ -125,7 +125,7 @@ def test_ledger_reports_epsilon_per_step_and_refuses_past_the_target():
 def test_summary_carries_epsilon_delta_attack_bound_and_matched_mi():
     ledger = DpLedger(plan(epsilon=2.0, steps=3))
     for _ in range(3):
-        ledger.charge(mechanism("dpzero").release_step(np.zeros((0, 1)), ledger))
+        ledger.charge(mechanism("dpzero").release_joint(np.zeros((0, 1)), ledger))
     s = ledger.summary("dp")
     assert s.epsilon_spent <= 2.0 and s.delta == 1e-5
     assert s.attack_bound == attack_bound_from_dp(s.epsilon_spent, 1e-5)
@@ -168,7 +168,7 @@ def test_sensitivity_matches_the_add_remove_relation_of_the_accountant(name, k):
     worst = np.full((1, k), 1e6)
 
     def released_sum(g):  # same privacy seed, so the noise cancels in differences
-        return mechanism(name, seed=11).release_step(g, ledger).values * p.expected_batch
+        return mechanism(name, seed=11).release_joint(g, ledger).values * p.expected_batch
 
     added = np.linalg.norm(released_sum(np.vstack([batch, worst])) - released_sum(batch))
     assert added <= p.sensitivity * (1 + 1e-9) and added >= 0.99 * p.sensitivity
@@ -187,7 +187,7 @@ def test_dp_aggzo_divides_each_example_vector_by_k_before_clipping():
 def test_noise_has_the_stated_scale(noise):
     p = plan(noise=noise, accountant=None, steps=20)
     mech, ledger = get_mechanism("dp-zo")(None, np.random.default_rng(0)), DpLedger(p)
-    draws = np.array([mech.release_step(np.zeros((0, 1)), ledger).values[0] for _ in range(4000)])
+    draws = np.array([mech.release_joint(np.zeros((0, 1)), ledger).values[0] for _ in range(4000)])
     std = p.noise_scale * (math.sqrt(2) if noise == "laplace" else 1.0)
     assert draws.std() == pytest.approx(std, rel=0.05)
     assert abs(draws.mean()) < 4 * std / math.sqrt(draws.size)

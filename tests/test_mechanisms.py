@@ -25,7 +25,7 @@ def make(name, secret_index=0, seed=0, m=M):
 
 
 def ledger_for(name, releases=100):
-    if MECHANISMS[name].joint:
+    if MECHANISMS[name].guarantee.is_dp:
         return DpLedger(dp_plan(releases))
     return PacLedger(M, releases, budget=0.5 if name == "paczero-mi" else None)
 
@@ -41,13 +41,13 @@ def joint_releases(name, rng, mech, ledger, steps, k=3):
     out = []
     for _ in range(steps):
         g = rng.normal(0.05, 1.0, size=(rng.binomial(4, 0.25), k))
-        release = mech.release_step(g, ledger)
+        release = mech.release_joint(g, ledger)
         ledger.charge(release)
         out.append(list(release.values))
     return out
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in MECHANISMS.items() if c.joint))
+@pytest.mark.parametrize("name", sorted(n for n, c in MECHANISMS.items() if c.guarantee.is_dp))
 def test_conformance_every_joint_mechanism(name):
     """Joint (DP) mechanisms: K finite values per step, a public noise scale, ε within the target, no
     double charge, and the per-direction interface refused."""
@@ -58,7 +58,7 @@ def test_conformance_every_joint_mechanism(name):
     values = joint_releases(name, np.random.default_rng(1), mech, ledger, 30)
     assert np.isfinite(values).all() and len({len(v) for v in values}) == 1
     assert 0 < ledger.epsilon_spent <= ledger.plan.epsilon and ledger.exhausted
-    release = mech.release_step(np.zeros((2, len(values[0]))), ledger)
+    release = mech.release_joint(np.zeros((2, len(values[0]))), ledger)
     assert release.noise_scale == pytest.approx(ledger.plan.noise_scale) and release.noise_scale > 0
     with pytest.raises(BudgetExhausted):
         ledger.charge(release)
@@ -67,7 +67,7 @@ def test_conformance_every_joint_mechanism(name):
         mech.release(step_input(np.random.default_rng(0), subsets), ledger)
 
 
-@pytest.mark.parametrize("name", sorted(n for n, c in MECHANISMS.items() if not c.joint))
+@pytest.mark.parametrize("name", sorted(n for n, c in MECHANISMS.items() if not c.guarantee.is_dp))
 def test_conformance_every_registered_mechanism(name):
     cls = MECHANISMS[name]
     assert cls.guarantee in ("none", "zero-mi", "mi-budget", "unbounded-leak")
@@ -98,7 +98,7 @@ def test_mechanisms_that_do_not_read_the_secret_release_the_same_for_every_secre
     transcripts = []
     for j in (0, 3, 7):
         rng, mech, ledger = np.random.default_rng(5), make(name, secret_index=j), ledger_for(name)
-        if MECHANISMS[name].joint:
+        if MECHANISMS[name].guarantee.is_dp:
             transcripts.append(joint_releases(name, rng, mech, ledger, 40))
             continue
         out = []

@@ -274,6 +274,14 @@ class DpLedger:
         """True when one more step would take ε past the target."""
         return self.epsilon_after(self.steps + 1) > self.plan.epsilon
 
+    def secret_batch(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """The step's Poisson sample of the pool at the plan's rate, from the secret sampling generator."""
+        return poisson_sample(rng, n, self.plan.sampling_rate)
+
+    def step_fields(self, guarantee: Any, cost: float | None) -> dict[str, float | None]:
+        """What a step record publishes about the accounting: ε spent after this step at the run's δ."""
+        return {"mi_step": None, "mi_spent": None, "epsilon_spent": self.epsilon_spent}
+
     def charge(self, release: Any) -> None:
         """Account for one step's release exactly once."""
         if release.charged:
@@ -296,10 +304,10 @@ class DpLedger:
             raise ValueError(f"the saved DP ledger was planned as {saved}, this run as {asdict(self.plan)}")
         self.steps = int(state["steps"])
 
-    def summary(self, guarantee: str) -> DpLedgerSummary:
+    def summary(self, guarantee: Any) -> DpLedgerSummary:
         eps, plan = self.epsilon_spent, self.plan
         return DpLedgerSummary(
-            guarantee=guarantee,
+            guarantee=str(getattr(guarantee, "value", guarantee)),
             epsilon_spent=eps,
             epsilon=plan.epsilon,
             delta=plan.delta,

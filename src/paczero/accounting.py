@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from paczero.channel import attack_bound_from_mi, epsilon_matching_mi
-from paczero.mechanisms.base import Release
+from paczero.mechanisms.base import Guarantee, Release
 from paczero.mechanisms.mi import BudgetExhausted
 
 SCHEDULES = ("adaptive", "uniform")
@@ -83,6 +83,19 @@ class PacLedger:
             return min(self.budget / self.planned, self.remaining)
         return self.remaining / left
 
+    def secret_batch(self, rng: np.random.Generator, n: int) -> None:
+        """PAC runs sample no secret batch: the step uses the pool or a public minibatch."""
+        return None
+
+    def step_fields(self, guarantee: Guarantee | str, cost: float | None) -> dict[str, float | None]:
+        """What a step record publishes about the accounting: the step's MI and the total, when bounded."""
+        bounded = Guarantee(guarantee).bounds_mi and not self.unbounded
+        return {
+            "mi_step": cost if bounded else None,
+            "mi_spent": self.spent if bounded else None,
+            "epsilon_spent": None,
+        }
+
     def charge(self, release: Release) -> None:
         """Account for one release exactly once: add its cost and update the posterior by Bayes' rule."""
         if release.charged:
@@ -129,13 +142,15 @@ class PacLedger:
         self.unbounded = bool(state["unbounded"])
         self.count = dict(state["count"])
 
-    def summary(self, guarantee: str) -> LedgerSummary:
-        bounded = guarantee in ("zero-mi", "mi-budget") and not self.unbounded
+    def summary(self, guarantee: Guarantee | str) -> LedgerSummary:
+        guarantee = Guarantee(guarantee)
+        bounded = guarantee.bounds_mi and not self.unbounded
         mi = self.spent if bounded else None
+        budgets = {Guarantee.MI_BUDGET: self.budget, Guarantee.ZERO_MI: 0.0}
         return LedgerSummary(
-            guarantee=guarantee,
+            guarantee=guarantee.value,
             mi_spent=mi,
-            mi_budget=self.budget if guarantee == "mi-budget" else (0.0 if guarantee == "zero-mi" else None),
+            mi_budget=budgets.get(guarantee),
             attack_bound=attack_bound_from_mi(mi) if mi is not None else None,
             matched_epsilon=epsilon_matching_mi(mi) if mi is not None else None,
             releases=self.releases,

@@ -330,7 +330,7 @@ class Checkpointer:
         state, _ = self._read(path)
         load_trainable_state(trainer.loaded, _load_weights(path / "weights.safetensors"))
         for record in trainer.records[state["step"] :]:
-            replay_step(trainer.directions, trainer.cfg.train.zo_eps, asdict(record), trainer.mechanism.joint)
+            replay_step(trainer.directions, trainer.cfg.train.zo_eps, asdict(record), trainer.mechanism_class)
 
     def _read(self, path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         try:

@@ -21,14 +21,14 @@ import yaml
 from tqdm.auto import tqdm
 
 from paczero import __version__
-from paczero.accountants import DpLedger, DpPlan, poisson_sample
+from paczero.accountants import DpLedger, DpPlan
 from paczero.accounting import PacLedger
 from paczero.autobatch import resolve_micro_batch_size
 from paczero.checkpoint import Checkpointer
 from paczero.config import RunConfig
 from paczero.distributed import assemble, broadcast_object, init_from_env, per_rank_device
-from paczero.mechanisms import BudgetExhausted, Mechanism, get_mechanism
-from paczero.mechanisms.base import StepInput
+from paczero.mechanisms import BudgetExhausted, Guarantee, Mechanism, get_mechanism
+from paczero.mechanisms.base import StepEstimates
 from paczero.models import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
 from paczero.plots import open_tensorboard
 from paczero.report import model_card, privacy_context, privacy_statement
@@ -50,7 +50,7 @@ from paczero.subsets import (
 )
 from paczero.tasks import Objective, PreparedSet, build_objective, load_splits
 from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash, replay_step
-from paczero.zo import Directions, clip, two_point_estimate
+from paczero.zo import Directions, Estimate, two_point_estimate
 
 
 @dataclass
@@ -97,6 +97,14 @@ def public_subsets(
     """A run's candidate subsets: the first draws of its data generator, so audits rebuild them exactly."""
     rng = data_generator(cfg) if data_rng is None else data_rng
     return build_subsets(pool_size, cfg.privacy.subsets, rng)
+
+
+def new_ledger(cfg: RunConfig, guarantee: Guarantee, pool_size: int) -> PacLedger | DpLedger:
+    """The accountant of a run: (ε, δ) composition for DP mechanisms, the MI ledger for every other one."""
+    if guarantee.is_dp:
+        return DpLedger(DpPlan.for_run(cfg, pool_size))
+    releases = cfg.train.steps * cfg.train.directions
+    return PacLedger(cfg.privacy.subsets, releases, cfg.privacy.budget, cfg.privacy.budget_schedule)
 
 
 class Trainer:
@@ -153,16 +161,8 @@ class Trainer:
             if fixed is not None
             else draw_secret(cfg.privacy.subsets, secret_rng)
         )
-        mech_cls = get_mechanism(cfg.privacy.mechanism)
-        self.mechanism: Mechanism = mech_cls(self.secret, noise_rng)
-        k = cfg.train.directions
-        self.ledger: PacLedger | DpLedger = (
-            DpLedger(DpPlan.for_run(cfg, len(self.splits.pool)))
-            if self.mechanism.joint
-            else PacLedger(
-                cfg.privacy.subsets, cfg.train.steps * k, cfg.privacy.budget, cfg.privacy.budget_schedule
-            )
-        )
+        self.mechanism: Mechanism = self.mechanism_class(self.secret, noise_rng)
+        self.ledger: PacLedger | DpLedger = new_ledger(cfg, self.mechanism.guarantee, len(self.splits.pool))
         self.records: list[StepRecord] = []
         self.step_seconds: list[float] = []  # private: wall-clock of each step this process ran
         self.timing: dict[str, Any] = {}
@@ -172,11 +172,11 @@ class Trainer:
 
         A public minibatch (``train.batch_size``) is drawn from the data generator, never from anything
         secret, so it changes no privacy accounting; a draw that leaves a candidate subset empty is redrawn
-        (a public rule: it depends only on the public membership). DP mechanisms instead get a Poisson sample
-        at the accountant's rate from the secret sampling generator; it may be empty.
+        (a public rule: it depends only on the public membership). A DP ledger instead draws a Poisson sample
+        at its accountant's rate from the secret sampling generator; it may be empty.
         """
-        if self.mechanism.joint:
-            rows = poisson_sample(self.sampling_rng, self.subsets.n, self.ledger.plan.sampling_rate)
+        rows = self.ledger.secret_batch(self.sampling_rng, self.subsets.n)
+        if rows is not None:
             return rows, self.objective.prepare([self.splits.pool[i] for i in rows], self.pool_device)
         size = self.cfg.train.batch_size
         if size is None or size >= self.subsets.n:
@@ -194,94 +194,51 @@ class Trainer:
         tc = self.cfg.train
         return tc.lr * (1.0 - t / tc.steps) if tc.schedule == "linear" else tc.lr
 
+    @property
+    def mechanism_class(self) -> type[Mechanism]:
+        """The configured mechanism's registered class (its step size drives training and replay alike)."""
+        return get_mechanism(self.cfg.privacy.mechanism)
+
     def step(self, t: int) -> StepRecord:
-        """One ZO step over the whole pool with K directions; returns its public record."""
+        """One ZO step: K two-point estimates over the step's batch, one release, one fused update."""
         tc = self.cfg.train
-        lr, k_dirs = self.lr_at(t), tc.directions
-        seeds = [int(self.public_rng.integers(0, 2**63 - 1)) for _ in range(k_dirs)]
-        walk = StepWalk(self.directions, tc.zo_eps, lr, k_dirs, self.mechanism.joint)  # shared with replay
-        fields: dict[str, list[Any]] = {
-            n: [] for n in ("released", "update", "kinds", "unanimous", "pos", "q", "sigma")
-        }
-        losses, clip_fracs, nonfinite, mi_step = [], [], 0, 0.0
-        joint = self.mechanism.joint
-        estimates: list[np.ndarray] = []  # DP: each direction's raw g over the batch, clipped jointly later
+        lr = self.lr_at(t)
+        seeds = [int(self.public_rng.integers(0, 2**63 - 1)) for _ in range(tc.directions)]
         rows, batch = self.step_batch()
-
-        def batch_losses() -> torch.Tensor:
-            if rows is not None and rows.size == 0:  # an empty Poisson batch: nothing to evaluate
-                return torch.zeros(0)
-            return self._on_shards(lambda part: self.objective.losses(self.loaded.model, part), batch)
-
+        walk = StepWalk(self.directions, tc.zo_eps, self.mechanism_class.step_size(lr, len(seeds)))
         try:
-            for seed in seeds:
-                walk.plus(seed)  # fused with restoring the previous direction
-                plus = batch_losses()
-                walk.minus(seed)
-                est = two_point_estimate(plus, batch_losses(), tc.zo_eps)
-                if joint:
-                    estimates.append(est.g)
-                    continue
-                g, clipped = clip(est.g, tc.clip)
-                step_in = StepInput.from_estimates(g, self.subsets, rows)
-                release = self.mechanism.release(step_in, self.ledger)
-                self.ledger.charge(release)
-                walk.update(seed, release.value)
-                losses.append(est.loss)
-                clip_fracs.append(clipped)
-                nonfinite += est.n_nonfinite
-                mi_step = None if release.cost is None or mi_step is None else mi_step + release.cost
-                for name, value in (
-                    ("released", release.observed),
-                    ("update", release.value),
-                    ("kinds", release.kind),
-                    ("unanimous", step_in.unanimous),
-                    ("pos", float((step_in.signs > 0).mean())),
-                    ("q", release.q_plus),
-                    ("sigma", release.sigma),
-                ):
-                    fields[name].append(value)
-            if joint:
-                for seed, value in zip(seeds, self._release_joint(seeds, estimates, fields), strict=True):
-                    walk.update(seed, value)
+            estimates = [self._estimate(walk, seed, rows, batch) for seed in seeds]
+            g = np.stack([est.g for est in estimates], axis=1)
+            release = self.mechanism.release_step(StepEstimates(g, self.subsets, rows, tc.clip), self.ledger)
+            for seed, value in zip(seeds, release.update, strict=True):
+                walk.update(seed, value)
             walk.commit()
         finally:
             walk.finish()  # restore fused with every released update; only restore if a release was refused
-        bounded = self.mechanism.guarantee in ("zero-mi", "mi-budget") and not self.ledger.unbounded
+        public = release.batch_public  # a DP batch is secret: so are its loss and non-finite count
         return StepRecord(
             step=t + 1,
             lr=lr,
             seeds=seeds,
-            released=[float(v) for v in fields["released"]],
-            update=[float(v) for v in fields["update"]],
-            kinds=fields["kinds"],
-            unanimous=fields["unanimous"],
-            positive_fraction=fields["pos"],
-            q_plus=fields["q"],
-            sigma=fields["sigma"],
-            mi_step=mi_step if bounded else None,
-            mi_spent=self.ledger.spent if bounded else None,
-            loss=None if joint else float(np.mean(losses)),
-            clip_fraction=None if joint else float(np.mean(clip_fracs)),
-            nonfinite=None if joint else nonfinite,
-            epsilon_spent=self.ledger.epsilon_spent if joint else None,
+            **release.to_record(),
+            **self.ledger.step_fields(self.mechanism.guarantee, release.cost),
+            loss=float(np.mean([est.loss for est in estimates])) if public else None,
+            clip_fraction=release.clip_fraction,
+            nonfinite=sum(est.n_nonfinite for est in estimates) if public else None,
         )
 
-    def _release_joint(
-        self, seeds: list[int], estimates: list[np.ndarray], fields: dict[str, list[Any]]
-    ) -> list[float]:
-        """DP: release all K directions from the (batch × K) estimates; the update is θ − η·Σ_k g̃_k z_k."""
-        release = self.mechanism.release_step(np.stack(estimates, axis=1), self.ledger)
-        self.ledger.charge(release)
-        k = len(seeds)
-        fields.update(
-            released=list(release.values),
-            update=list(release.values),
-            kinds=["noisy"] * k,
-            q=[None] * k,
-            sigma=[release.noise_scale] * k,
-        )
-        return [float(v) for v in release.values]
+    def _estimate(self, walk: StepWalk, seed: int, rows: np.ndarray | None, batch: PreparedSet) -> Estimate:
+        """Per-example losses at θ+εz and θ−εz over the batch (an empty Poisson batch has none)."""
+
+        def losses() -> torch.Tensor:
+            if rows is not None and rows.size == 0:
+                return torch.zeros(0)
+            return self._on_shards(lambda part: self.objective.losses(self.loaded.model, part), batch)
+
+        walk.plus(seed)  # fused with restoring the previous direction
+        plus = losses()
+        walk.minus(seed)
+        return two_point_estimate(plus, losses(), self.cfg.train.zo_eps)
 
     def evaluate(self, data: PreparedSet | None) -> dict[str, float] | None:
         """Dev/test metrics: means of per-example values (computed on this rank's shard, then assembled)."""
@@ -392,7 +349,7 @@ class Trainer:
         history, best, pending, state = restored
         for raw in pending:
             record = StepRecord(**{k: v for k, v in raw.items() if k != "prev_hash"})
-            replay_step(self.directions, self.cfg.train.zo_eps, asdict(record), self.mechanism.joint)
+            replay_step(self.directions, self.cfg.train.zo_eps, asdict(record), self.mechanism_class)
             self.records.append(record)
             best = self._after_release(record, history, best)
         if pending:
@@ -444,7 +401,8 @@ class Trainer:
     def _summary(self, history, selected_step, selected_dev, stop_reason) -> dict[str, Any]:
         """The public summary: public inputs and released values only (no timing, nothing secret)."""
         cfg = self.cfg
-        privacy = asdict(self.ledger.summary(self.mechanism.guarantee))
+        guarantee = self.mechanism.guarantee
+        privacy = asdict(self.ledger.summary(guarantee))
         privacy.update(
             mechanism=cfg.privacy.mechanism,
             pool_size=len(self.splits.pool),
@@ -455,7 +413,7 @@ class Trainer:
             private=cfg.private,
             privacy_randomness="OS CSPRNG" if cfg.private else INSECURE_NOTE,
         )
-        privacy.update(privacy_context(dp=self.mechanism.guarantee == "dp"))
+        privacy.update(privacy_context(dp=guarantee.is_dp))
         return {
             "paczero_version": __version__,
             "task": cfg.task.name,

@@ -18,9 +18,12 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from paczero.zo import Directions
+
+if TYPE_CHECKING:
+    from paczero.mechanisms.base import Mechanism
 
 FORMAT = "paczero-transcript-v1"
 TRANSCRIPT = "steps.jsonl"
@@ -42,15 +45,14 @@ class StepWalk:
     """The exact sequence of weight changes in one step, shared by ``Trainer.step`` and replay.
 
     ``plus(seed)`` moves θ to θ+εz (fused with restoring the previous direction), ``minus(seed)`` to θ−εz,
-    ``update(seed, value)`` queues θ ← θ − (lr/K)·value·z (η·value·z for joint DP releases), ``commit()``
+    ``update(seed, value)`` queues θ ← θ − step_size·value·z (the mechanism's step size), ``commit()``
     marks the step complete, and ``finish()`` restores θ and applies the queued updates in one fused pass, or
     only restores θ if the step never committed.
     """
 
-    def __init__(self, directions: Directions, eps: float, lr: float, k: int, joint: bool = False):
+    def __init__(self, directions: Directions, eps: float, step_size: float):
         self.directions, self.eps = directions, eps
-        # per-direction step size: η/K for per-direction releases; η for joint (DP) ones, already averaged
-        self.scale = lr if joint else lr / k
+        self.scale = step_size
         self.pending: list[tuple[int, float]] = []  # what brings the weights back to θ
         self.updates: list[tuple[int, float]] = []
         self.committed = False
@@ -74,10 +76,12 @@ class StepWalk:
         self.pending, self.updates = [], []
 
 
-def replay_step(directions: Directions, eps: float, record: dict[str, Any], joint: bool = False) -> None:
+def replay_step(
+    directions: Directions, eps: float, record: dict[str, Any], mechanism: type[Mechanism]
+) -> None:
     """Apply one released step record (seeds, lr, update values) to the weights, exactly as training did."""
     seeds, values = record["seeds"], record["update"]
-    walk = StepWalk(directions, eps, record["lr"], len(seeds), joint)
+    walk = StepWalk(directions, eps, mechanism.step_size(record["lr"], len(seeds)))
     for seed, value in zip(seeds, values, strict=True):
         walk.plus(seed)
         walk.minus(seed)
@@ -256,8 +260,8 @@ def replay(run_dir: str | Path, base: str | None = None, step: int | None = None
         raise TranscriptError(f"cannot replay to step {step}: the transcript holds {len(records)} steps")
     loaded = load_model(cfg.model)
     directions = Directions([p for _, p in loaded.trainable])
-    joint = get_mechanism(cfg.privacy.mechanism).joint
+    mechanism = get_mechanism(cfg.privacy.mechanism)
     for record in records[:step]:
-        replay_step(directions, cfg.train.zo_eps, record, joint)
+        replay_step(directions, cfg.train.zo_eps, record, mechanism)
     head = json.loads((run_dir / HEAD).read_text())["head"]
     return loaded, ReplayResult(steps=step, records=len(records), head=head)

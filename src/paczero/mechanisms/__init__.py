@@ -1,10 +1,30 @@
 """Release rules behind one interface, looked up by name."""
 
 from paczero.mechanisms import dp, mi, reference, zpl  # noqa: F401  (registration side effects)
-from paczero.mechanisms.base import MECHANISMS, Mechanism, Release, StepInput, register
+from paczero.mechanisms.base import (
+    MECHANISMS,
+    Guarantee,
+    Mechanism,
+    Release,
+    StepEstimates,
+    StepInput,
+    StepRelease,
+    register,
+)
 from paczero.mechanisms.mi import BudgetExhausted
 
-__all__ = ["MECHANISMS", "BudgetExhausted", "Mechanism", "Release", "StepInput", "register", "get_mechanism"]
+__all__ = [
+    "MECHANISMS",
+    "BudgetExhausted",
+    "Guarantee",
+    "Mechanism",
+    "Release",
+    "StepEstimates",
+    "StepInput",
+    "StepRelease",
+    "get_mechanism",
+    "register",
+]
 
 
 def get_mechanism(name: str) -> type[Mechanism]:

@@ -1,21 +1,110 @@
-"""The mechanism interface, the release record and the name registry.
+"""The mechanism interface, the release records, the guarantees and the name registry.
 
 A mechanism sees per-example scalars, the public candidate subsets and the ledger's public state (posterior,
-budget); never the model. ``release`` is the only place the secret index J may be read.
+budget); never the model. The trainer calls one method, ``release_step``, with the step's (batch × K)
+projected gradients; mechanisms that release each direction on its own implement ``release`` and inherit the
+per-direction loop. A release is the only place the secret index J may be read.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from abc import ABC
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from enum import Enum
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from paczero.subsets import CandidateSubsets, Secret
+from paczero.zo import clip
 
 if TYPE_CHECKING:
     from paczero.accounting import PacLedger
+
+
+class Guarantee(str, Enum):
+    """What a mechanism promises about the secret; its value is the name written in summaries."""
+
+    NONE = "none"  # non-private reference
+    ZERO_MI = "zero-mi"  # I(S*; Y_1:T) = 0
+    MI_BUDGET = "mi-budget"  # I(S*; Y_1:T) <= B nats
+    UNBOUNDED_LEAK = "unbounded-leak"  # reads J without noise (ablations, negative controls)
+    DP = "dp"  # (ε, δ)-DP of every pool example
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def bounds_mi(self) -> bool:
+        """Whether the ledger's MI total bounds what the run reveals about J."""
+        return self in (Guarantee.ZERO_MI, Guarantee.MI_BUDGET)
+
+    @property
+    def is_dp(self) -> bool:
+        return self is Guarantee.DP
+
+    @property
+    def spends_budget(self) -> bool:
+        """Whether releases are noisy and charged against a budget (MI or ε)."""
+        return self in (Guarantee.MI_BUDGET, Guarantee.DP)
+
+
+@dataclass(frozen=True)
+class StepEstimates:
+    """A step's public release inputs: per-example projected gradients of each direction and the subsets.
+
+    ``g`` is (batch × K), after the non-finite rule and before clipping: per-direction mechanisms clip each
+    column and aggregate it over the candidate subsets; the DP baselines clip each example's row jointly.
+    """
+
+    g: np.ndarray
+    subsets: CandidateSubsets
+    rows: np.ndarray | None  # the batch's pool rows; None = the whole pool
+    clip: float | None  # train.clip: per-example bound (None or 0: off)
+
+
+@dataclass
+class StepRelease:
+    """Everything a step published, one entry per direction, and what it cost.
+
+    ``update`` multiplies z_k in θ ← θ − step_size·Σ_k update_k·z_k. ``cost`` is the step's MI charge (None
+    when some release is unbounded or the guarantee is not an MI one). ``clip_fraction`` is None when the
+    batch is secret (DP), and so are the loss diagnostics the trainer would otherwise publish.
+    """
+
+    released: list[float] = field(default_factory=list)
+    update: list[float] = field(default_factory=list)
+    kinds: list[str] = field(default_factory=list)
+    unanimous: list[bool] = field(default_factory=list)
+    positive_fraction: list[float] = field(default_factory=list)
+    q_plus: list[float | None] = field(default_factory=list)
+    sigma: list[float | None] = field(default_factory=list)
+    cost: float | None = 0.0
+    clip_fraction: float | None = None
+    batch_public: bool = True
+
+    def add(self, release: Release, step: StepInput) -> None:
+        """Append one direction's release and its public subset diagnostics."""
+        self.released.append(float(release.observed))
+        self.update.append(float(release.value))
+        self.kinds.append(release.kind)
+        self.unanimous.append(step.unanimous)
+        self.positive_fraction.append(float((step.signs > 0).mean()))
+        self.q_plus.append(release.q_plus)
+        self.sigma.append(release.sigma)
+        self.cost = None if release.cost is None or self.cost is None else self.cost + release.cost
+
+    def to_record(self) -> dict[str, Any]:
+        """The transcript fields of ``steps.jsonl`` that this release fills."""
+        return {
+            "released": self.released,
+            "update": self.update,
+            "kinds": self.kinds,
+            "unanimous": self.unanimous,
+            "positive_fraction": self.positive_fraction,
+            "q_plus": self.q_plus,
+            "sigma": self.sigma,
+        }
 
 
 @dataclass(frozen=True)
@@ -65,8 +154,7 @@ class Mechanism(ABC):
 
     name: ClassVar[str]
     reads_secret: ClassVar[bool]
-    guarantee: ClassVar[str]  # "none", "zero-mi", "mi-budget", "unbounded-leak", "dp"
-    joint: ClassVar[bool] = False  # True: releases a step's K directions at once (``release_step``; DP)
+    guarantee: ClassVar[Guarantee]
 
     def __init__(self, secret: Secret | None, rng: np.random.Generator):
         if self.reads_secret and secret is None:
@@ -74,9 +162,28 @@ class Mechanism(ABC):
         self._secret = secret
         self.rng = rng
 
-    @abstractmethod
+    @classmethod
+    def step_size(cls, lr: float, directions: int) -> float:
+        """The factor of Σ_k update_k·z_k in the weight update: η/K, each direction released on its own."""
+        return lr / directions
+
+    def release_step(self, step: StepEstimates, ledger: PacLedger) -> StepRelease:
+        """Release every direction of a step in turn: clip, aggregate over the subsets, release, charge."""
+        out = StepRelease()
+        fractions = []
+        for g in step.g.T:
+            clipped, fraction = clip(g, step.clip)
+            inputs = StepInput.from_estimates(clipped, step.subsets, step.rows)
+            release = self.release(inputs, ledger)
+            ledger.charge(release)
+            out.add(release, inputs)
+            fractions.append(fraction)
+        out.clip_fraction = float(np.mean(fractions))
+        return out
+
     def release(self, step: StepInput, ledger: PacLedger) -> Release:
-        """Publish Y_t for one direction."""
+        """Publish Y_t for one direction (mechanisms that release directions one at a time)."""
+        raise TypeError(f"{self.name} releases a step at once: call release_step")
 
 
 MECHANISMS: dict[str, type[Mechanism]] = {}

@@ -1,8 +1,8 @@
 """DP zeroth-order baselines: DPZero (K = 1), DP-AggZO (K directions) and DP-ZO (Laplace or Gaussian).
 
-These release all K directions of a step at once (``joint = True``): an example's K estimates are clipped
-together, so the trainer collects the (batch × K) matrix before calling ``release_step``. They read no secret
-index; the privacy unit is one example of the pool under add/remove-one neighbours (see ``accountants.py``).
+These release all K directions of a step at once: an example's K estimates are clipped together, so they
+override ``release_step`` and work on the (batch × K) matrix. They read no secret index; the privacy unit is
+one example of the pool under add/remove-one neighbours (see ``accountants.py``).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from paczero.mechanisms.base import Mechanism, StepInput, register
+from paczero.mechanisms.base import Guarantee, Mechanism, StepEstimates, StepRelease, register
 
 if TYPE_CHECKING:
     from paczero.accountants import DpLedger, DpPlan
@@ -46,21 +46,39 @@ class JointMechanism(Mechanism):
     """Base of the DP baselines: per-example vectors v_i, clipped in L2 to C, summed over the Poisson batch,
     noised, divided by the expected batch q·N. Reads no secret; the guarantee is (ε, δ)-DP from the ledger."""
 
-    joint = True
     reads_secret = False
-    guarantee = "dp"
+    guarantee = Guarantee.DP
     noises: ClassVar[tuple[str, ...]] = ("gaussian",)
     max_directions: ClassVar[int | None] = None
     clips_loss_difference: ClassVar[bool] = False
 
-    def release(self, step: StepInput, ledger) -> None:
-        raise TypeError(f"{self.name} releases all K directions of a step at once: call release_step")
+    @classmethod
+    def step_size(cls, lr: float, directions: int) -> float:
+        """η: the released g̃ is already a per-direction average over the batch."""
+        return lr
+
+    def release_step(self, step: StepEstimates, ledger: DpLedger) -> StepRelease:
+        """Release the step's K-vector and charge one DP event; the batch and its diagnostics stay secret."""
+        joint = self.release_joint(step.g, ledger)
+        ledger.charge(joint)
+        k = len(joint.values)
+        values = [float(v) for v in joint.values]
+        return StepRelease(
+            released=values,
+            update=list(values),
+            kinds=["noisy"] * k,
+            q_plus=[None] * k,
+            sigma=[joint.noise_scale] * k,
+            cost=None,
+            clip_fraction=None,
+            batch_public=False,
+        )
 
     @abstractmethod
     def contributions(self, g: np.ndarray) -> np.ndarray:
         """Per-example vectors v_i (rows) from the (batch × K) matrix of projected gradients g."""
 
-    def release_step(self, g: np.ndarray, ledger: DpLedger) -> JointRelease:
+    def release_joint(self, g: np.ndarray, ledger: DpLedger) -> JointRelease:
         """g̃ = (Σ_i clip_C(v_i) + noise)/(q·N), noise i.i.d. per direction from the privacy generator."""
         plan: DpPlan = ledger.plan
         clipped, fraction = clip_rows(self.contributions(g), plan.clip)

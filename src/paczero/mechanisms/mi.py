@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from paczero.channel import binary_entropy, binary_gaussian_mi, binary_gaussian_sigma
-from paczero.mechanisms.base import Mechanism, Release, StepInput, register, sign
+from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput, register, sign
 
 NEAR_UNANIMOUS = 1e-12
 ENTROPY_CAP = 0.999
@@ -24,7 +24,7 @@ class PACZeroMI(Mechanism):
 
     name = "paczero-mi"
     reads_secret = True
-    guarantee = "mi-budget"
+    guarantee = Guarantee.MI_BUDGET
 
     def release(self, step: StepInput, ledger) -> Release:
         p = ledger.posterior()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from paczero.mechanisms.base import Mechanism, Release, StepInput, register, sign
+from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput, register, sign
 
 
 @register
@@ -14,7 +14,7 @@ class MeZO(Mechanism):
 
     name = "mezo"
     reads_secret = False
-    guarantee = "none"
+    guarantee = Guarantee.NONE
 
     def release(self, step: StepInput, ledger) -> Release:
         value = float(step.g.mean())
@@ -27,7 +27,7 @@ class QuantFull(Mechanism):
 
     name = "quant_full"
     reads_secret = False
-    guarantee = "none"
+    guarantee = Guarantee.NONE
 
     def release(self, step: StepInput, ledger) -> Release:
         value = sign(float(step.g.mean()))
@@ -40,7 +40,7 @@ class RawHalf(Mechanism):
 
     name = "raw_half"
     reads_secret = True
-    guarantee = "unbounded-leak"
+    guarantee = Guarantee.UNBOUNDED_LEAK
 
     def release(self, step: StepInput, ledger) -> Release:
         value = float(step.means[self._secret.reveal()])
@@ -60,7 +60,7 @@ class QuantHalf(Mechanism):
 
     name = "quant_half"
     reads_secret = True
-    guarantee = "unbounded-leak"
+    guarantee = Guarantee.UNBOUNDED_LEAK
 
     def release(self, step: StepInput, ledger) -> Release:
         value = step.signs[self._secret.reveal()]
@@ -80,7 +80,7 @@ class RandomSign(Mechanism):
 
     name = "random_sign"
     reads_secret = False
-    guarantee = "zero-mi"
+    guarantee = Guarantee.ZERO_MI
 
     def release(self, step: StepInput, ledger) -> Release:
         value = 1.0 if self.rng.random() < 0.5 else -1.0

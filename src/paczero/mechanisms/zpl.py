@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from paczero.mechanisms.base import Mechanism, Release, StepInput, register
+from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput, register
 
 
 @register
@@ -14,7 +14,7 @@ class ZPL(Mechanism):
 
     name = "paczero-zpl"
     reads_secret = False
-    guarantee = "zero-mi"
+    guarantee = Guarantee.ZERO_MI
 
     def release(self, step: StepInput, ledger) -> Release:
         if step.unanimous:
