@@ -33,7 +33,7 @@ from scipy.stats import beta, binomtest, mannwhitneyu
 
 from paczero.channel import binary_gaussian_mi
 from paczero.config import RunConfig
-from paczero.mechanisms.base import Mechanism, Release, StepInput
+from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput
 from paczero.models import load_finetuned, load_model
 from paczero.rundir import private_dir, public_run_config, read_secret, write_private
 from paczero.subsets import CandidateSubsets
@@ -51,7 +51,6 @@ __all__ = [
     "transcript_posterior",
 ]
 
-PAC_GUARANTEES = ("zero-mi", "mi-budget", "none", "unbounded-leak")
 NEGATIVE_CONTROL = "quant_half"
 EXACT_ON_MEANS = ("raw_half",)  # mechanisms whose exact release is the subset mean, not its sign
 FPR_LEVELS = {"tpr_at_1pct_fpr": 0.01, "tpr_at_0.1pct_fpr": 0.001}
@@ -241,7 +240,7 @@ class _Replay(Mechanism):
 
     name = "transcript-replay"
     reads_secret = False
-    guarantee = "none"
+    guarantee = Guarantee.NONE
 
     def __init__(self, records: Sequence[dict[str, Any]], on_means: bool):
         super().__init__(None, np.random.Generator(np.random.PCG64(0)))
@@ -268,7 +267,7 @@ def transcript_posterior(run: AuditRun) -> np.ndarray:
     The replay starts from θ_0, regenerates every public direction and minibatch, recomputes the subset signs
     and applies the released updates; a mismatch with the recorded public diagnostics is an error.
     """
-    if run.summary["privacy"]["guarantee"] not in PAC_GUARANTEES:
+    if Guarantee(run.summary["privacy"]["guarantee"]).is_dp:
         raise TranscriptNotApplicable(
             f"the transcript attack models PAC releases; {run.summary['mechanism']} is not one"
         )
@@ -436,7 +435,7 @@ class _Recorder(Mechanism):
 
     name = "transcript-recorder"
     reads_secret = False
-    guarantee = "none"
+    guarantee = Guarantee.NONE
 
     def __init__(self, inner: Mechanism):
         super().__init__(None, inner.rng)
@@ -562,14 +561,14 @@ def transcript_audit(
             trainer = Trainer(dataclasses.replace(cfg, privacy=dataclasses.replace(privacy, secret_index=j)))
         recorder = _Recorder(trainer.mechanism)
         trainer.mechanism = recorder
-        guarantee = guarantee or recorder.guarantee
+        guarantee = Guarantee(guarantee or recorder.guarantee)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InsecurePrivacyWarning)
             trainer.run()
         info = measured_information(recorder.traces, m, on_means)
         charges = np.array([0.0 if tr.cost is None else tr.cost for tr in recorder.traces])
         unbounded = any(tr.cost is None for tr in recorder.traces)
-        if guarantee == "zero-mi" or unbounded:
+        if guarantee is Guarantee.ZERO_MI or unbounded:
             charges = np.zeros_like(charges)  # claimed zero, or no charge made: nothing may leak
         runs.append(
             SecretRun(
@@ -583,7 +582,7 @@ def transcript_audit(
                 leaking=list(info > 0),
             )
         )
-    budget = 0.0 if guarantee == "zero-mi" else cfg.privacy.budget if guarantee == "mi-budget" else 0.0
+    budget = cfg.privacy.budget if guarantee is Guarantee.MI_BUDGET else 0.0
     within = all(r.worst_excess <= 1e-12 and r.measured <= budget * (1 + REL_TOL) + 1e-12 for r in runs)
     first, rest = runs[0], runs[1:]
     identical = all(_agree_until_leak(first, other) for other in rest)

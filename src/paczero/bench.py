@@ -37,7 +37,7 @@ from torch.nn import functional as F
 from paczero.accounting import PacLedger
 from paczero.config import RunConfig, load_config
 from paczero.mechanisms import get_mechanism
-from paczero.mechanisms.base import StepInput
+from paczero.mechanisms.base import Guarantee, StepInput
 from paczero.models import LoadedModel, load_model
 from paczero.subsets import Secret, build_subsets
 from paczero.tasks.classification import Classifier, MicroBatch, PreparedSet
@@ -193,7 +193,7 @@ def bookkeeping_seconds(mechanism: str, m: int = 128, n: int = 1000, calls: int 
     rng = np.random.default_rng(0)
     subsets = build_subsets(n, m, rng)
     mech = get_mechanism(mechanism)(Secret(0, m), rng)
-    ledger = PacLedger(m, calls, 0.33 if mech.guarantee == "mi-budget" else None)
+    ledger = PacLedger(m, calls, 0.33 if mech.guarantee is Guarantee.MI_BUDGET else None)
     gs = rng.normal(0.0, 1.0, size=(calls, n))
 
     def run() -> None:

@@ -20,6 +20,7 @@ import torch
 
 from paczero.bench import reset_peak_rss, status_kib
 from paczero.config import SECRET_KEYS, ConfigError, RunConfig, load_config
+from paczero.mechanisms.base import Guarantee
 from paczero.sweep import cell_name, load_sweep
 
 SHARED_SECTIONS = ("task", "model")  # must be identical across the compared runs
@@ -138,7 +139,7 @@ def row_from_summary(
     """One table row; the wall time comes from the run's private timing (it is not in the public summary)."""
     p = summary["privacy"]
     metric = summary.get("primary_metric", "accuracy")
-    dp = p["guarantee"] == "dp"
+    dp = Guarantee(p["guarantee"]).is_dp
     return Row(
         name=name,
         mechanism=summary["mechanism"],
@@ -188,7 +189,7 @@ def markdown_table(rows: list[Row]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        if r.guarantee == "dp":
+        if Guarantee(r.guarantee).is_dp:
             eps, mi = f"{_num(r.epsilon)} ({_num(r.delta, 'g')})", f"≙ {_num(r.matched_mi)}"
         elif r.mi is not None:
             eps, mi = f"≙ {_num(r.matched_epsilon)} (0)", _num(r.mi)

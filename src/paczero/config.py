@@ -84,7 +84,7 @@ class PrivacyConfig:
 
         mech = get_mechanism(self.mechanism)
         _require(0 <= self.delta < 1, "privacy.delta must lie in [0, 1)")
-        if mech.guarantee == "dp":
+        if mech.guarantee.is_dp:
             self._resolve_dp(mech)
         else:
             for key in ("epsilon", "sampling_rate", "accountant", "match_mi"):
@@ -183,7 +183,7 @@ class RunConfig:
             f"(M/2 = {self.privacy.subsets // 2}): fewer examples than that leave candidate subsets empty "
             "or nearly so",
         )
-        if mech.guarantee == "dp":
+        if mech.guarantee.is_dp:
             _require(
                 self.train.clip is not None and self.train.clip > 0,
                 f"{name} needs train.clip > 0: C bounds each example's contribution (the DP sensitivity)",

@@ -35,6 +35,7 @@ from paczero.figures import (
     smoothing_window,
     window_label,
 )
+from paczero.mechanisms.base import Guarantee
 from paczero.report_words import (
     fmt_metric,
     fmt_number,
@@ -91,8 +92,8 @@ class RunData:
         return (self.summary.get("dev") or {}).get("selected")
 
     @property
-    def guarantee(self) -> str:
-        """The kind of guarantee: zero-mi, mi-budget, dp, none or unbounded-leak."""
+    def guarantee(self) -> Guarantee:
+        """The run's guarantee (zero-mi, mi-budget, dp, none or unbounded-leak)."""
         return guarantee_of(self.summary)
 
 
@@ -239,26 +240,25 @@ def write_report(directory: str | Path, include_private: bool = False) -> Report
 
 
 Maker = Callable[[], tuple[Figure, str | None]]
-BOUNDED = ("mi-budget", "dp")  # guarantees with a per-step spend and noisy releases
 FIGURE_NAMES = frozenset({"dev", "privacy", "unanimity", "q_plus", "sigma", "frontier"})
 
 
 def _run_figures(run: RunData) -> dict[str, Maker]:
     """The figures that apply to the run's mechanism: no spend or σ without a budget, no subsets under DP."""
     makers: dict[str, Maker] = {"dev": lambda: fig_dev([run])}
-    if run.guarantee in BOUNDED:
+    if run.guarantee.spends_budget:
         makers["privacy"] = lambda: fig_privacy([run])
-    if run.guarantee != "dp":
+    if not run.guarantee.is_dp:
         makers["unanimity"] = lambda: fig_unanimity(run)
         makers["q_plus"] = lambda: fig_qplus(run)
-    if run.guarantee in BOUNDED:
+    if run.guarantee.spends_budget:
         makers["sigma"] = lambda: fig_sigma(run)
     return makers
 
 
 def _comparison_figures(runs: list[RunData]) -> dict[str, Maker]:
     makers: dict[str, Maker] = {"frontier": lambda: fig_frontier(runs), "dev": lambda: fig_dev(runs)}
-    if any(r.guarantee in BOUNDED for r in runs):
+    if any(r.guarantee.spends_budget for r in runs):
         makers["privacy"] = lambda: fig_privacy(runs)
     return makers
 
@@ -308,7 +308,7 @@ def _caption(name: str, runs: list[RunData]) -> tuple[str, str]:
             "or 1 the subsets agree, near 0.5 they split evenly."
         )
     if name == "sigma":
-        if run.guarantee == "dp":
+        if run.guarantee.is_dp:
             return "Noise scale σ", (
                 "Standard deviation of the noise on each released projected gradient, multiplier·C/(q·N), "
                 "set for the whole run by ε: far above the typical clipped gradient, it drowns the signal."

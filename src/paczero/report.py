@@ -6,6 +6,7 @@ from typing import Any
 
 import yaml
 
+from paczero.mechanisms.base import Guarantee
 from paczero.rundir import INSECURE_NOTE
 
 GUARANTEES = {
@@ -112,7 +113,7 @@ def privacy_statement(summary: dict[str, Any]) -> str:
         "candidate subsets, each example in exactly M/2 of them, so the prior probability that an example "
         f"is in S* is {p.get('prior', 0.5)}; the adversary knows the pool, the subsets, θ_0, every public "
         "seed and every release."
-        if p["guarantee"] != "dp"
+        if not Guarantee(p["guarantee"]).is_dp
         else f"- Threat model: any adversary who sees every release, for any two pools that differ in one "
         f"example (N = {p.get('pool_size', 'n/a')}; the Poisson sampling is kept secret); prior 1/2.",
         *_spending_lines(p),

@@ -8,16 +8,17 @@ from __future__ import annotations
 from typing import Any
 
 from paczero.figures import PERCENT_METRICS
+from paczero.mechanisms.base import Guarantee
 from paczero.rundir import INSECURE_NOTE
 
 TRACKS = {"lora": "LoRA", "full": "full-weight"}
 
 
-def guarantee_of(summary: dict[str, Any]) -> str:
-    """The kind of guarantee: zero-mi, mi-budget, dp, none or unbounded-leak (from the privacy block)."""
+def guarantee_of(summary: dict[str, Any]) -> Guarantee:
+    """The run's guarantee, from the privacy block (or, for an older summary, the mechanism registry)."""
     found = (summary.get("privacy") or {}).get("guarantee")
     if found:
-        return str(found)
+        return Guarantee(found)
     from paczero.mechanisms import get_mechanism
 
     return get_mechanism(summary["mechanism"]).guarantee
@@ -48,29 +49,29 @@ def privacy_in_words(summary: dict[str, Any]) -> str:
 def _guarantee_in_words(summary: dict[str, Any]) -> str:
     """One plain sentence on what the run's guarantee means, from summary.json's privacy block."""
     p, mech = summary.get("privacy") or {}, summary["mechanism"]
-    guarantee = p.get("guarantee") or guarantee_of(summary)
+    guarantee = guarantee_of(summary)
     bound, spent = fmt_number(p.get("attack_bound"), ".1%"), fmt_number(p.get("mi_spent"))
     attack = f"a membership attack on any one example succeeds with probability at most p* = {bound}"
-    if guarantee == "zero-mi":
+    if guarantee is Guarantee.ZERO_MI:
         subsets = f"which of the M = {p['subsets']}" if p.get("subsets") else "which"
         return (
             "I(S*; transcript) = 0: the released model and transcript reveal nothing about "
             f"{subsets} candidate subsets was trained on, so no membership attack does better than a coin "
             "flip (50%)."
         )
-    if guarantee == "mi-budget":
+    if guarantee is Guarantee.MI_BUDGET:
         return (
             f"I(S*; transcript) ≤ {fmt_number(p.get('mi_budget'))} nats (spent {spent}): the "
             "released model and transcript reveal at most that much about which candidate subset was trained "
             f"on, so {attack} (a coin flip: 50%)."
         )
-    if guarantee == "dp":
+    if guarantee is Guarantee.DP:
         eps, delta = fmt_number(p.get("epsilon")), fmt_number(p.get("delta"))
         return (
             f"(ε, δ) = ({eps}, {delta})-differential privacy for adding or removing one pool example "
             f"(spent ε = {fmt_number(p.get('epsilon_spent'))}), so {attack}."
         )
-    if guarantee == "unbounded-leak":
+    if guarantee is Guarantee.UNBOUNDED_LEAK:
         return (
             f"No privacy guarantee: {mech} releases a function of the secret subset without noise (ablation)."
         )
@@ -108,7 +109,7 @@ def run_in_words(summary: dict[str, Any]) -> str:
     pool = f"; pool N = {p['pool_size']}" if p.get("pool_size") else ""
     subsets = (
         f", M = {p['subsets']} candidate subsets"
-        if p.get("subsets") and guarantee_of(summary) != "dp"
+        if p.get("subsets") and not guarantee_of(summary).is_dp
         else ""
     )
     return (
