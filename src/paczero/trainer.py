@@ -41,7 +41,7 @@ from paczero.subsets import (
     privacy_generators,
     sampling_generator,
 )
-from paczero.tasks import Objective, PreparedSet, build_objective, load_splits
+from paczero.tasks import Objective, PreparedSet, Splits, build_objective, load_splits
 from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash
 from paczero.zo import Directions, clip, two_point_estimate
 
@@ -95,6 +95,7 @@ class Trainer:
         output_dir: str | Path | None = None,
         resume: bool = False,
         loaded: LoadedModel | None = None,  # reuse a model already loaded from cfg.model (benchmarks)
+        splits: Splits | None = None,  # pool/dev/test already drawn (paczero.api: examples in memory)
     ):
         # 0. data parallelism (torchrun): every rank runs this loop; rank 0 alone writes
         self.dist = init_from_env(cfg.train.dist_timeout)
@@ -118,7 +119,7 @@ class Trainer:
         secret_rng, noise_rng = privacy_generators(seed, secure)
         self.sampling_rng = sampling_generator(seed, secure)  # DP Poisson batches
         # 2. data, 3. model, 4. objective over tokenized sets
-        self.splits = load_splits(cfg.task)
+        self.splits = splits if splits is not None else load_splits(cfg.task)
         self.loaded: LoadedModel = loaded if loaded is not None else load_model(cfg.model)
         micro_batch = resolve_micro_batch_size(
             cfg.train.micro_batch_size, self.loaded.model, cfg.task.max_length
