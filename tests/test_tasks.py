@@ -7,7 +7,13 @@ import torch
 
 from paczero.models import ModelConfig, load_model
 from paczero.tasks import Example, TaskConfig, build_objective, load_splits
-from paczero.tasks.data import mezo_splits, packaged_data, read_sentence_label_file, synthetic_sentiment
+from paczero.tasks.data import (
+    DataUnavailable,
+    mezo_splits,
+    packaged_data,
+    read_sentence_label_file,
+    synthetic_sentiment,
+)
 
 
 def test_real_sst2_is_packaged_and_loads_with_the_mezo_protocol(tmp_path):
@@ -31,8 +37,10 @@ def test_real_sst2_is_packaged_and_loads_with_the_mezo_protocol(tmp_path):
 
 def test_hub_data_without_datasets_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets raises ImportError
-    with pytest.raises(RuntimeError, match=r"paczero\[hub\].*shipped with paczero"):
+    with pytest.raises(DataUnavailable, match=r"paczero\[hub\].*shipped with paczero"):
         load_splits(TaskConfig(data_dir="hub"))
+    with pytest.raises(DataUnavailable, match=r"paczero\[hub\].*SQuAD sample shipped with paczero"):
+        load_splits(TaskConfig(name="squad", data_dir="hub"))
 
 
 def test_protocol_pool_and_dev_are_disjoint_draws():

@@ -104,6 +104,11 @@ SST2_FILES = {
 HUB = "hub"  # task.data_dir value that reads the task's data set from the Hugging Face hub
 
 
+class DataUnavailable(OSError):
+    """A data set that cannot be read here (no `datasets` package, or the hub out of reach); the message
+    names the fix."""
+
+
 def packaged_data(task: str) -> Path:
     """Folder of the data shipped inside the package for ``task`` (sst2: full GLUE; squad: a sample)."""
     return Path(str(resources.files("paczero").joinpath("data", task)))
@@ -135,14 +140,14 @@ def _sst2_from_hub() -> tuple[list[Example], list[Example]]:
     try:
         import datasets
     except ImportError:
-        raise RuntimeError(
+        raise DataUnavailable(
             "task.data_dir: hub needs the `datasets` package (pip install 'paczero[hub]'); "
             "or leave task.data_dir unset to use the SST-2 files shipped with paczero"
         ) from None
     try:
         ds = datasets.load_dataset("stanfordnlp/sst2")
     except Exception as err:  # the hub raises many kinds of errors when offline
-        raise RuntimeError(
+        raise DataUnavailable(
             f"could not load stanfordnlp/sst2 from the hub ({type(err).__name__}); leave task.data_dir unset "
             "to use the SST-2 files shipped with paczero, or set it to a folder with train.tsv and dev.tsv"
         ) from None

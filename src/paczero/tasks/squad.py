@@ -22,7 +22,7 @@ import torch
 
 from paczero.tasks.classification import last_logits, mean_trailing_logprob
 from paczero.tasks.custom import RecordSchema, hub_examples, read_examples, render
-from paczero.tasks.data import HUB, Example, local_files, packaged_data
+from paczero.tasks.data import HUB, DataUnavailable, Example, local_files, packaged_data
 from paczero.tasks.generation import (
     PaddedBatch,
     greedy_decode,
@@ -103,7 +103,7 @@ def load_squad(data_dir: str | None) -> tuple[list[Example], list[Example]]:
             train = hub_examples("rajpurkar/squad", None, "train", SQUAD_SCHEMA)
             return train, hub_examples("rajpurkar/squad", None, "validation", SQUAD_SCHEMA)
         except RuntimeError as err:
-            raise RuntimeError(
+            raise DataUnavailable(
                 f"task.data_dir: hub: {err}; or leave task.data_dir unset for the SQuAD sample shipped "
                 "with paczero, or set it to a folder with train.jsonl and dev.jsonl"
             ) from None
