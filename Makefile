@@ -17,6 +17,7 @@ $(VENV)/.installed: pyproject.toml Makefile
 
 demo: setup
 	$(VENV)/bin/paczero train --config configs/demo.yaml --output-dir runs/demo --overwrite
+	$(VENV)/bin/paczero report runs/demo | tail -n 1
 
 lint: setup
 	$(VENV)/bin/ruff check .

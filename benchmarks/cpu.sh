@@ -3,7 +3,7 @@
 # Results go to benchmarks/results/ (JSON + markdown). --threads 1 keeps timings steady on a busy machine.
 set -euo pipefail
 mkdir -p benchmarks/results
-SST2="--set task.name=sst2 --set task.data_dir=../shared/data/sst2 --set privacy.subsets=128"
+SST2="--set task.name=sst2 --set privacy.subsets=128"
 
 # tiny model, N = 1000: every target, the N sweep (linear fit) and the M sweep (flatness)
 for track in lora full; do

@@ -14,7 +14,6 @@ from paczero.trainer import Trainer
 
 BASE = [
     "task.name=sst2",
-    "task.data_dir=../shared/data/sst2",
     "model.name=tiny-opt",
     "task.pool_size=1000",
     *BENCH_OVERRIDES,

@@ -19,7 +19,7 @@ def main() -> None:
     parser.add_argument("--model", default="tiny-opt")
     parser.add_argument("--pool", type=int, default=1000)
     parser.add_argument("--sizes", default="4,8,16,32,64,128,256")
-    parser.add_argument("--data-dir", default="../shared/data/sst2")
+    parser.add_argument("--data-dir", default=None, help="SST-2 folder (default: the shipped copy)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -66,3 +66,29 @@ def test_bad_input_exits_with_a_clear_message(tmp_path, capsys, argv, message):
     code = main(["train", "--config", str(cfg), "--output-dir", str(tmp_path / "o"), *sets(*TINY), *argv])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_eval_of_a_base_model_from_a_config_is_the_zero_shot_start_of_a_run(tmp_path, capsys):
+    cfg = write_config(tmp_path, "train:\n  steps: 1\n  eval_every: 1\n")
+    assert main(["eval", "--config", str(cfg), *sets(*TINY)]) == 0
+    zero_shot = json.loads(capsys.readouterr().out)
+    assert set(zero_shot) == {"dev", "test"}
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(cfg), "--output-dir", str(out), *sets(*TINY)]) == 0
+    printed = capsys.readouterr().out
+    assert "step 0 = the model before training" in printed and "I(S*; transcript) = 0" in printed
+    summary = json.loads((out / "summary.json").read_text())
+    start = summary["dev"]["history"][0]
+    assert start["step"] == 0 and start["accuracy"] == pytest.approx(zero_shot["dev"]["accuracy"])
+    assert start["loss"] == pytest.approx(zero_shot["dev"]["loss"], rel=1e-5)
+    assert main(["eval", "--config", str(cfg), "--model", "tiny-llama", "--split", "dev", *sets(*TINY)]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert set(other) == {"dev"} and other["dev"]["loss"] != pytest.approx(zero_shot["dev"]["loss"])
+    for argv, message in [
+        (["eval"], "one of --run"),
+        (["eval", "--run", str(out), "--config", str(cfg)], "one of --run"),
+        (["eval", "--run", str(out), "--model", "tiny-llama"], "--model goes with --config"),
+        (["eval", "--config", "no-such-config"], "neither a file nor a shipped config"),
+    ]:
+        assert main(argv) == 2
+        assert message in capsys.readouterr().err

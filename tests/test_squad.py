@@ -12,13 +12,13 @@ from paczero.cli import main
 from paczero.config import ConfigError, load_config
 from paczero.models import ModelConfig, _init_tiny_weights, load_model
 from paczero.tasks import Example, TaskConfig, build_objective, load_splits
+from paczero.tasks.data import packaged_data
 from paczero.tasks.generation import greedy_decode, length_sorted_batches, newline_stop_ids
 from paczero.tasks.squad import best_scores, exact_match, f1_score, normalize_answer, read_official_json
 from paczero.trainer import Trainer
 from tests.conftest import TINY
 
-SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
-needs_squad = pytest.mark.skipif(not SQUAD.is_dir(), reason="../shared/data/squad is not present")
+SQUAD = packaged_data("squad")  # the sample shipped with paczero (task.data_dir unset)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -267,37 +267,46 @@ def test_select_by_must_name_a_metric_of_the_task(make_config):
 # Real SQuAD files
 
 
-@needs_squad
-def test_real_squad_files_load_with_the_mezo_protocol():
-    splits = load_splits(TaskConfig(name="squad", data_dir=str(SQUAD), data_seed=0))
-    assert (len(splits.pool), len(splits.dev), len(splits.test)) == (1000, 500, 1000)
+def test_real_squad_files_load_with_the_mezo_protocol(tmp_path):
+    sizes = {"pool_size": 300, "dev_size": 100, "test_size": 1000}
+    splits = load_splits(TaskConfig(name="squad", data_seed=0, **sizes))
+    assert (len(splits.pool), len(splits.dev), len(splits.test)) == (300, 100, 300)  # the packaged sample
     assert set(splits.pool[0].fields) == {"title", "context", "question"}
     assert all(len(e.answers) == 1 for e in splits.pool)  # the train sample keeps one answer
     assert max(len(e.answers) for e in splits.test) > 1  # dev keeps every reference answer
     pool_questions = {e.fields["question"] for e in splits.pool}
     assert not pool_questions & {e.fields["question"] for e in splits.dev}
-    again = load_splits(TaskConfig(name="squad", data_dir=str(SQUAD), data_seed=1))
+    again = load_splits(TaskConfig(name="squad", data_seed=1, **sizes))
     assert again.pool != splits.pool
-    # the official nested file and the flattened JSONL hold the same questions and answers
-    official = read_official_json(SQUAD / "dev-v1.1.json")
-    first = json.loads((SQUAD / "dev.jsonl").open().readline())
-    assert len(official) == 10570 and official[0].fields["question"] == first["question"]
-    assert official[0].answers == tuple(first["answers"]["text"])
+    with pytest.raises(ValueError, match="shipped with paczero; set task.data_dir"):
+        load_splits(TaskConfig(name="squad"))  # 1000 + 500 exceed the 500-question sample
+    # the official nested layout (data → paragraphs → qas) reads as the flattened JSONL does
+    records = [json.loads(line) for line in (SQUAD / "dev.jsonl").open(encoding="utf-8")]
+    qas = [
+        {"question": r["question"], "answers": [{"text": t} for t in r["answers"]["text"]]} for r in records
+    ]
+    nested = {
+        "data": [
+            {"title": r["title"], "paragraphs": [{"context": r["context"], "qas": [qa]}]}
+            for r, qa in zip(records, qas)
+        ]
+    }
+    (tmp_path / "dev-v1.1.json").write_text(json.dumps(nested), encoding="utf-8")
+    official = read_official_json(tmp_path / "dev-v1.1.json")
+    assert len(official) == 300 and official[0].fields["question"] == records[0]["question"]
+    assert official[0].answers == tuple(records[0]["answers"]["text"])
 
 
-@needs_squad
 def test_real_squad_gold_answers_score_perfectly():
-    examples = load_splits(TaskConfig(name="squad", data_dir=str(SQUAD), test_size=200)).test
+    examples = load_splits(TaskConfig(name="squad", pool_size=100, dev_size=10, test_size=200)).test
     assert all(best_scores(e.answers[-1], e.answers) == (1.0, 1.0) for e in examples)
     assert sum(best_scores(e.fields["title"], e.answers)[1] for e in examples) < 20
 
 
-@needs_squad
 def test_tiny_model_squad_run_with_zpl_writes_f1_and_exact_match(tmp_path, capsys):
     out = tmp_path / "run"
     overrides = [
         "task.name=squad",
-        f"task.data_dir={SQUAD}",
         "task.pool_size=16",
         "task.dev_size=8",
         "task.test_size=8",
@@ -344,10 +353,9 @@ def test_the_paper_squad_cells_are_all_there_with_the_paper_hyperparameters():
                 assert cfg.privacy.budget == (None if mech == "zpl" else float(mech[3:]))
 
 
-@needs_squad
 def test_a_paper_squad_cell_runs_two_steps_on_a_tiny_model():
     shrink = [
-        f"task.data_dir={SQUAD}",
+        "task.data_dir=null",  # the packaged sample instead of the hub
         "task.pool_size=8",
         "task.dev_size=4",
         "task.test_size=4",

@@ -1,30 +1,46 @@
 """SST-2 reading, the MeZO data protocol, and classification scoring."""
 
-from pathlib import Path
+import sys
 
 import pytest
 import torch
 
 from paczero.models import ModelConfig, load_model
 from paczero.tasks import Example, TaskConfig, build_objective, load_splits
-from paczero.tasks.data import mezo_splits, read_sentence_label_file, synthetic_sentiment
+from paczero.tasks.data import (
+    DataUnavailable,
+    mezo_splits,
+    packaged_data,
+    read_sentence_label_file,
+    synthetic_sentiment,
+)
 
-SST2 = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 
-
-@pytest.mark.skipif(not SST2.is_dir(), reason="../shared/data/sst2 is not present")
-def test_real_sst2_loads_with_the_mezo_protocol():
-    splits = load_splits(
-        TaskConfig(data_dir=str(SST2), pool_size=100, dev_size=50, test_size=1000, data_seed=3)
-    )
+def test_real_sst2_is_packaged_and_loads_with_the_mezo_protocol(tmp_path):
+    assert packaged_data("sst2").is_dir()
+    splits = load_splits(TaskConfig(pool_size=100, dev_size=50, test_size=1000, data_seed=3))
     assert (len(splits.pool), len(splits.dev), len(splits.test)) == (100, 50, 872)  # validation has 872
     pool = {e.fields["sentence"] for e in splits.pool}
     assert not pool & {e.fields["sentence"] for e in splits.dev} or len(pool) == 100
     assert all(not e.fields["sentence"].endswith(" ") for e in splits.pool)
-    again = load_splits(TaskConfig(data_dir=str(SST2), pool_size=100, dev_size=50, data_seed=3))
+    again = load_splits(TaskConfig(pool_size=100, dev_size=50, data_seed=3))
     assert again.pool == splits.pool
-    other = load_splits(TaskConfig(data_dir=str(SST2), pool_size=100, dev_size=50, data_seed=4))
+    other = load_splits(TaskConfig(pool_size=100, dev_size=50, data_seed=4))
     assert other.pool != splits.pool
+    copied = tmp_path / "sst2"  # a user's folder wins over the packaged files
+    copied.mkdir()
+    (copied / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"s{i} \t{i % 2}\n" for i in range(20)))
+    (copied / "dev.tsv").write_text("sentence\tlabel\nd \t1\n")
+    mine = load_splits(TaskConfig(data_dir=str(copied), pool_size=10, dev_size=5, data_seed=3))
+    assert mine.test == [Example({"sentence": "d"}, 1)] and mine.pool[0].fields["sentence"].startswith("s")
+
+
+def test_hub_data_without_datasets_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets raises ImportError
+    with pytest.raises(DataUnavailable, match=r"paczero\[hub\].*shipped with paczero"):
+        load_splits(TaskConfig(data_dir="hub"))
+    with pytest.raises(DataUnavailable, match=r"paczero\[hub\].*SQuAD sample shipped with paczero"):
+        load_splits(TaskConfig(name="squad", data_dir="hub"))
 
 
 def test_protocol_pool_and_dev_are_disjoint_draws():

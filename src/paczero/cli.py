@@ -8,11 +8,13 @@ import sys
 from pathlib import Path
 
 from paczero import channel
+from paczero.configs import resolve_config
 
 
 def _train(args: argparse.Namespace) -> int:
     from paczero import checkpoint
     from paczero.config import load_config
+    from paczero.console import train_report
     from paczero.distributed import launched_as_main, shutdown
     from paczero.trainer import Trainer
 
@@ -27,7 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None:
         cfg = checkpoint.resume_config(out, args.config, args.set)
     else:
-        cfg = load_config(args.config, args.set)
+        cfg = load_config(resolve_config(args.config) if args.config else None, args.set)
     trainer = Trainer(cfg, out, resume=args.resume is not None)  # setup (data, model) before touching out
     if args.overwrite and args.resume is None and main_process:
         checkpoint.clear_run_dir(out)
@@ -47,21 +49,24 @@ def _train(args: argparse.Namespace) -> int:
             "(the documented rule; per step in steps.jsonl 'nonfinite')",
             file=sys.stderr,
         )
-    dev, metric = summary["dev"]["selected"], summary["primary_metric"]
-    if metric in dev:
-        print(f"dev {metric} {dev[metric]:.4f} (step {summary['selected_step']}), ", end="")
-    if summary["test"]:
-        print(f"test {metric} {summary['test'][metric]:.4f}", end="")
-    print(f"; {summary['steps_run']} steps in {trainer.timing['wall_time_s']:.1f} s")
-    print((out / "privacy.md").read_text())
+    print(train_report(summary, out, trainer.timing["wall_time_s"]))
     return 0
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from paczero.evaluate import evaluate_run, evaluation_config
+    from paczero.config import load_config
+    from paczero.evaluate import evaluate_base, evaluate_run, evaluation_config
 
-    cfg = evaluation_config(args.run, args.set)  # J unneeded
-    results = evaluate_run(cfg, Path(args.run) / "model", args.split)
+    if (args.run is None) == (args.config is None):
+        raise ValueError("eval needs one of --run RUN_DIR (a trained model) or --config CFG (a base model)")
+    if args.run is not None:
+        if args.model is not None:
+            raise ValueError("--model goes with --config (a base model); --run evaluates the run's own model")
+        cfg = evaluation_config(args.run, args.set)  # J unneeded
+        results = evaluate_run(cfg, Path(args.run) / "model", args.split)
+    else:
+        model = [f"model.name={args.model}"] if args.model is not None else []
+        results = evaluate_base(load_config(resolve_config(args.config), [*args.set, *model]), args.split)
     print(json.dumps(results, indent=2))
     return 0
 
@@ -248,15 +253,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ex.set_defaults(func=_export)
 
-    ev = sub.add_parser("eval", help="evaluate a finished run's model on dev or test")
-    ev.add_argument("--run", required=True, help="a run's output directory")
+    ev = sub.add_parser(
+        "eval", help="dev/test metrics of a run's trained model, or of a base model (zero-shot)"
+    )
+    ev.add_argument("--run", help="a run's output directory: evaluate its trained model")
+    ev.add_argument("--config", help="a config (file or shipped name): evaluate its base model, untrained")
+    ev.add_argument("--model", metavar="NAME_OR_DIR", help="with --config: this model instead of model.name")
     ev.add_argument("--split", choices=("dev", "test", "both"), default="both")
     ev.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="task.test_size, task.dev_size or train.micro_batch_size (e.g. a larger test sample)",
+        help="with --run: task.test_size, task.dev_size or train.micro_batch_size; with --config: any key",
     )
     ev.set_defaults(func=_eval)
 
@@ -295,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr = au_sub.add_parser(
         "transcript", help="re-run under several secrets; check releases against the ledger"
     )
-    tr.add_argument("--config", required=True, help="YAML config (may inherit with base:)")
+    tr.add_argument("--config", required=True, type=resolve_config, help="YAML config (or a shipped name)")
     tr.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
     tr.add_argument("--steps", type=int, default=20, help="steps per re-run (default 20)")
     tr.add_argument("--secrets", help="comma-separated secret indices (default: 0, M/2, M-1)")

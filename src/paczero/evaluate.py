@@ -1,4 +1,5 @@
-"""Evaluate a finished run's saved model on the dev and test sets it was trained with."""
+"""Evaluate a finished run's saved model on the dev and test sets it was trained with, or a base model
+(zero-shot) on the dev and test sets a config names."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from paczero.autobatch import resolve_micro_batch_size
 from paczero.checkpoint import public_run_config
 from paczero.config import ConfigError, RunConfig
-from paczero.models import load_finetuned
+from paczero.models import LoadedModel, load_finetuned, load_model
 from paczero.tasks import build_objective, load_splits
 
 # What may change when evaluating a finished run: the sample sizes (for tasks read from files, a larger
@@ -30,7 +31,19 @@ def evaluation_config(run_dir: str | Path, overrides: list[str]) -> RunConfig:
 
 def evaluate_run(cfg: RunConfig, model_dir: str | Path, split: str = "both") -> dict[str, dict[str, float]]:
     """Dev and/or test loss and task metrics of the model saved in ``model_dir`` (same data, same prompt)."""
-    loaded = load_finetuned(cfg.model, model_dir)
+    return evaluate_loaded(cfg, load_finetuned(cfg.model, model_dir), split)
+
+
+def evaluate_base(cfg: RunConfig, split: str = "both") -> dict[str, dict[str, float]]:
+    """Dev and/or test metrics of the model ``cfg.model`` names, untrained: the zero-shot starting point.
+
+    A LoRA adapter starts at zero, so the scores are those of the base model itself.
+    """
+    return evaluate_loaded(cfg, load_model(cfg.model), split)
+
+
+def evaluate_loaded(cfg: RunConfig, loaded: LoadedModel, split: str = "both") -> dict[str, dict[str, float]]:
+    """Dev and/or test loss and task metrics of an already-loaded model on the data ``cfg.task`` names."""
     splits = load_splits(cfg.task)
     micro_batch = resolve_micro_batch_size(cfg.train.micro_batch_size, loaded.model, cfg.task.max_length)
     objective = build_objective(cfg.task, loaded.tokenizer, micro_batch)

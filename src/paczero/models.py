@@ -500,6 +500,16 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
         model, tokenizer = _load_smollm2(cfg, dtype, device)
     else:
         model, tokenizer = _load_hub_or_local(cfg, dtype, device)
+    return prepare_loaded(model, tokenizer, cfg)
+
+
+def prepare_loaded(
+    model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, cfg: ModelConfig
+) -> LoadedModel:
+    """An already-loaded transformers model and tokenizer, made ready as :func:`load_model` makes them:
+    pad token, dtype and device, the track (LoRA adapters or all weights), frozen for forward-only use."""
+    dtype = DTYPES[cfg.dtype]
+    device = _resolve_device(cfg.device)
     tokenizer = _finish_tokenizer(tokenizer, cfg.name)
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id

@@ -48,7 +48,7 @@ from paczero.subsets import (
     privacy_entropy,
     privacy_generators,
 )
-from paczero.tasks import Objective, PreparedSet, build_objective, load_splits
+from paczero.tasks import Objective, PreparedSet, Splits, build_objective, load_splits
 from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash, replay_step
 from paczero.zo import Directions, Estimate, two_point_estimate
 
@@ -116,6 +116,7 @@ class Trainer:
         output_dir: str | Path | None = None,
         resume: bool = False,
         loaded: LoadedModel | None = None,  # reuse a model already loaded from cfg.model (benchmarks)
+        splits: Splits | None = None,  # pool/dev/test already drawn (paczero.api: examples in memory)
     ):
         # 0. data parallelism (torchrun): every rank runs this loop; rank 0 alone writes
         device = per_rank_device(cfg.model.device)  # this rank's GPU under torchrun; else unchanged
@@ -138,7 +139,7 @@ class Trainer:
             self.entropy = broadcast_object(self.entropy, self.dist)
         secret_rng, noise_rng, self.sampling_rng = privacy_generators(self.entropy)
         # 2. data, 3. model, 4. objective over tokenized sets
-        self.splits = load_splits(cfg.task)
+        self.splits = splits if splits is not None else load_splits(cfg.task)
         self.loaded: LoadedModel = loaded if loaded is not None else load_model(cfg.model)
         micro_batch = resolve_micro_batch_size(
             cfg.train.micro_batch_size, self.loaded.model, cfg.task.max_length

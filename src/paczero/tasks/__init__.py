@@ -66,7 +66,9 @@ class TaskConfig:
     """Which data, how much of it (MeZO protocol), how it is prompted, and the per-example objective."""
 
     name: str = "sst2"
-    data_dir: str | None = None  # local folder (sst2: train.tsv, dev.tsv; squad: train.jsonl, dev.jsonl)
+    # unset: the data shipped with paczero (sst2: all of GLUE SST-2; squad: a 500/300-question sample);
+    # a local folder (sst2: train.tsv, dev.tsv; squad: train.jsonl, dev.jsonl); or "hub" (needs `datasets`)
+    data_dir: str | None = None  # unset: the shipped data; a local folder; or "hub" (needs `datasets`)
     pool_size: int = 1000  # N: the training pool shared by all candidate subsets
     dev_size: int = 500
     test_size: int = 1000
@@ -107,7 +109,15 @@ class TaskConfig:
 def load_splits(cfg: TaskConfig) -> Splits:
     """Pool, dev and test examples for the task, by the MeZO protocol and the data seed."""
     train, validation = TASKS[cfg.name].load(cfg)
-    return mezo_splits(train, validation, cfg.pool_size, cfg.dev_size, cfg.test_size, cfg.data_seed)
+    try:
+        return mezo_splits(train, validation, cfg.pool_size, cfg.dev_size, cfg.test_size, cfg.data_seed)
+    except ValueError as err:
+        if cfg.data_dir is None and cfg.name in ("sst2", "squad"):
+            raise ValueError(
+                f"{err} of the {cfg.name} data shipped with paczero; set task.data_dir to 'hub' or to a "
+                "folder with the full data set"
+            ) from None
+        raise
 
 
 def build_objective(cfg: TaskConfig, tokenizer, micro_batch_size: int) -> Objective:

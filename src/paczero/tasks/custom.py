@@ -217,28 +217,33 @@ def hub_examples(name: str, config: str | None, split: str, schema: RecordSchema
     return schema.examples((f"hub {name} [{split}] row {i}", dict(row)) for i, row in enumerate(rows))
 
 
-def load_custom(
-    cfg: CustomTaskConfig, prompt: str, label_words: list[str]
-) -> tuple[list[Example], list[Example]]:
-    """Train and test examples of a custom task; the test list is empty when no test source is set.
+def record_schema(cfg: CustomTaskConfig, prompt: str, label_words: list[str]) -> RecordSchema:
+    """What every record of a custom task must hold.
 
-    The text fields every record needs are those the prompt names, and for classification those the label
-    words name (multiple choice: ``" {choice1}"``).
+    The text fields are those the prompt names, and for classification those the label words name
+    (multiple choice: ``" {choice1}"``).
     """
     classes = len(label_words)
     templates = [prompt, *label_words] if cfg.kind == "classification" else [prompt]
     fields = dict.fromkeys(name for t in templates for name in template_fields(t))
-    schema = RecordSchema(
+    if cfg.kind == "classification" and cfg.labels is not None and len(cfg.labels) != classes:
+        raise ValueError(
+            f"task.custom.labels has {len(cfg.labels)} values but task.label_words has {classes}"
+        )
+    return RecordSchema(
         text_fields=tuple(fields),
         label_field=cfg.label_field if cfg.kind == "classification" else None,
         labels=tuple(cfg.labels) if cfg.labels is not None else None,
         classes=classes,
         answer_field=cfg.answer_field if cfg.kind == "generation" else None,
     )
-    if cfg.kind == "classification" and cfg.labels is not None and len(cfg.labels) != classes:
-        raise ValueError(
-            f"task.custom.labels has {len(cfg.labels)} values but task.label_words has {classes}"
-        )
+
+
+def load_custom(
+    cfg: CustomTaskConfig, prompt: str, label_words: list[str]
+) -> tuple[list[Example], list[Example]]:
+    """Train and test examples of a custom task; the test list is empty when no test source is set."""
+    schema = record_schema(cfg, prompt, label_words)
     if cfg.hub is not None:
         train = hub_examples(cfg.hub, cfg.hub_config, cfg.train_split, schema)
         test = hub_examples(cfg.hub, cfg.hub_config, cfg.test_split, schema) if cfg.test_split else []

@@ -1,10 +1,11 @@
-"""Examples, the MeZO data protocol, and readers for local SST-2 files or the Hugging Face hub."""
+"""Examples, the MeZO data protocol, and SST-2 readers: packaged files, a local folder, or the hub."""
 
 from __future__ import annotations
 
 import csv
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -100,32 +101,55 @@ SST2_FILES = {
 }
 
 
+HUB = "hub"  # task.data_dir value that reads the task's data set from the Hugging Face hub
+
+
+class DataUnavailable(OSError):
+    """A data set that cannot be read here (no `datasets` package, or the hub out of reach); the message
+    names the fix."""
+
+
+def packaged_data(task: str) -> Path:
+    """Folder of the data shipped inside the package for ``task`` (sst2: full GLUE; squad: a sample)."""
+    return Path(str(resources.files("paczero").joinpath("data", task)))
+
+
+def local_files(root: Path, names: dict[str, tuple[str, ...]], what: str) -> list[Path]:
+    """The first existing file of each split in ``root``, or an error naming what was looked for."""
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} data directory not found: {root}")
+    found = []
+    for split, candidates in names.items():
+        paths = [root / n for n in candidates if (root / n).is_file()]
+        if not paths:
+            raise FileNotFoundError(f"{root}: no {split} file (looked for {', '.join(candidates)})")
+        found.append(paths[0])
+    return found
+
+
 def load_sst2(data_dir: str | None) -> tuple[list[Example], list[Example]]:
-    """SST-2 train and validation splits from a local directory, else from the hub (``stanfordnlp/sst2``)."""
-    if data_dir is not None:
-        root = Path(data_dir)
-        if not root.is_dir():
-            raise FileNotFoundError(f"SST-2 data directory not found: {root}")
-        splits = []
-        for split, names in SST2_FILES.items():
-            found = [root / n for n in names if (root / n).is_file()]
-            if not found:
-                raise FileNotFoundError(f"{root}: no {split} file (looked for {', '.join(names)})")
-            splits.append(read_sentence_label_file(found[0]))
-        return splits[0], splits[1]
+    """SST-2 train and validation: the packaged GLUE files, a local folder, or the hub (``hub``)."""
+    if data_dir == HUB:
+        return _sst2_from_hub()
+    root = packaged_data("sst2") if data_dir is None else Path(data_dir)
+    train, validation = (read_sentence_label_file(p) for p in local_files(root, SST2_FILES, "SST-2"))
+    return train, validation
+
+
+def _sst2_from_hub() -> tuple[list[Example], list[Example]]:
     try:
         import datasets
     except ImportError:
-        raise RuntimeError(
-            "no local SST-2 data (task.data_dir is unset) and the `datasets` package is not installed "
-            "to fetch stanfordnlp/sst2 from the hub: set task.data_dir to a folder with train.tsv and dev.tsv"
+        raise DataUnavailable(
+            "task.data_dir: hub needs the `datasets` package (pip install 'paczero[hub]'); "
+            "or leave task.data_dir unset to use the SST-2 files shipped with paczero"
         ) from None
     try:
         ds = datasets.load_dataset("stanfordnlp/sst2")
     except Exception as err:  # the hub raises many kinds of errors when offline
-        raise RuntimeError(
-            f"could not load stanfordnlp/sst2 from the hub ({type(err).__name__}); "
-            "set task.data_dir to a local folder with train.tsv and dev.tsv"
+        raise DataUnavailable(
+            f"could not load stanfordnlp/sst2 from the hub ({type(err).__name__}); leave task.data_dir unset "
+            "to use the SST-2 files shipped with paczero, or set it to a folder with train.tsv and dev.tsv"
         ) from None
     train, validation = (
         [Example({"sentence": r["sentence"].strip()}, int(r["label"])) for r in ds[split]]

@@ -22,7 +22,7 @@ import torch
 
 from paczero.tasks.classification import last_logits, mean_trailing_logprob
 from paczero.tasks.custom import RecordSchema, hub_examples, read_examples, render
-from paczero.tasks.data import Example
+from paczero.tasks.data import HUB, DataUnavailable, Example, local_files, packaged_data
 from paczero.tasks.generation import (
     PaddedBatch,
     greedy_decode,
@@ -96,23 +96,23 @@ def read_official_json(path: Path) -> list[Example]:
 
 
 def load_squad(data_dir: str | None) -> tuple[list[Example], list[Example]]:
-    """SQuAD v1.1 train and validation from a local folder (JSONL or official JSON), else from the hub."""
-    if data_dir is None:
-        train = hub_examples("rajpurkar/squad", None, "train", SQUAD_SCHEMA)
-        return train, hub_examples("rajpurkar/squad", None, "validation", SQUAD_SCHEMA)
-    root = Path(data_dir)
-    if not root.is_dir():
-        raise FileNotFoundError(f"SQuAD data directory not found: {root}")
-    splits = []
-    for split, names in SQUAD_FILES.items():
-        found = [root / n for n in names if (root / n).is_file()]
-        if not found:
-            raise FileNotFoundError(f"{root}: no {split} file (looked for {', '.join(names)})")
-        path = found[0]
-        splits.append(
-            read_official_json(path) if path.suffix == ".json" else read_examples(path, SQUAD_SCHEMA)
-        )
-    return splits[0], splits[1]
+    """SQuAD v1.1 train and validation: the packaged sample, a local folder (JSONL or official JSON), or
+    the hub (``hub``)."""
+    if data_dir == HUB:
+        try:
+            train = hub_examples("rajpurkar/squad", None, "train", SQUAD_SCHEMA)
+            return train, hub_examples("rajpurkar/squad", None, "validation", SQUAD_SCHEMA)
+        except RuntimeError as err:
+            raise DataUnavailable(
+                f"task.data_dir: hub: {err}; or leave task.data_dir unset for the SQuAD sample shipped "
+                "with paczero, or set it to a folder with train.jsonl and dev.jsonl"
+            ) from None
+    root = packaged_data("squad") if data_dir is None else Path(data_dir)
+    train, validation = (
+        read_official_json(path) if path.suffix == ".json" else read_examples(path, SQUAD_SCHEMA)
+        for path in local_files(root, SQUAD_FILES, "SQuAD")
+    )
+    return train, validation
 
 
 SUBJECTS = ("movie", "film", "story", "plot", "acting", "music", "ending", "script", "cast", "dialogue")
