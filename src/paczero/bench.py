@@ -35,6 +35,8 @@ import torch
 from torch.nn import functional as F
 
 from paczero.accounting import PacLedger
+from paczero.bench_trunk import TARGETS as TRUNK_TARGETS
+from paczero.bench_trunk import trunk_comparison, trunk_markdown, trunk_target_values
 from paczero.config import RunConfig, load_config
 from paczero.mechanisms import get_mechanism
 from paczero.mechanisms.base import StepInput
@@ -42,6 +44,7 @@ from paczero.models import LoadedModel, load_model
 from paczero.subsets import Secret, build_subsets
 from paczero.tasks.classification import Classifier, MicroBatch, PreparedSet
 from paczero.trainer import Trainer
+from paczero.trunk import TrunkCachedModel
 from paczero.zo import clip, two_point_estimate
 
 MIB = 2**20
@@ -52,6 +55,7 @@ TARGETS = {  # name: (comparison, threshold)
     "train peak / inference peak": ("<=", 1.10),
     "privacy bookkeeping / step": ("<", 0.01),
     "step(M max) / step(M min)": ("<=", 1.10),
+    **TRUNK_TARGETS,
 }
 
 
@@ -346,10 +350,10 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
     cfg = load_config(config, overrides)
     loaded = load_model(cfg.model)
     base = Trainer(cfg, loaded=loaded)
-    model, pool = loaded.model, base.pool
+    pool = base.pool
 
     def forward() -> None:
-        base.objective.losses(model, pool)
+        base.objective.losses(base.forward_model, pool)  # the model the step runs (cached trunk or not)
 
     forward()  # warm-up: the first call at each micro-batch shape sets up kernels and allocations
     tokens = token_counts(pool)
@@ -390,6 +394,10 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
     }
     out["forward_s"] = forward_s
     out["steps"] = steps
+    if isinstance(base.forward_model, TrunkCachedModel):  # the same step without the trunk cache
+        out["trunk"] = trunk_comparison(
+            config, overrides, loaded, base, options.repeats, interleaved, stepper
+        )
     if options.reference:
         out["reference"] = _reference(config, overrides, cfg, loaded, options)
     if options.bookkeeping:
@@ -479,6 +487,8 @@ def check_targets(out: dict[str, Any]) -> list[dict[str, Any]]:
     if "bookkeeping" in out and out["steps"]:
         step_s = statistics.median(s["step_s"] for s in out["steps"].values())
         values["privacy bookkeeping / step"] = max(b["seconds"] for b in out["bookkeeping"].values()) / step_s
+    if "trunk" in out:
+        values.update(trunk_target_values(out["trunk"]))
     if "sweep_m" in out:
         values["step(M max) / step(M min)"] = out["sweep_m"]["max_over_min"]
     checks = []
@@ -526,6 +536,8 @@ def markdown(out: dict[str, Any]) -> str:
             f"ours {out['tokens_per_sweep']['with_padding']:,} (real {out['tokens_per_sweep']['real']:,}), "
             f"reference {r['reference_tokens_per_sweep']['with_padding']:,}"
         )
+    if "trunk" in out:
+        lines += trunk_markdown(out["trunk"])
     if "bookkeeping" in out:
         lines.append(
             "\nprivacy bookkeeping per release at M = 128, N = 1000: "
