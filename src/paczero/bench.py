@@ -4,9 +4,9 @@ Everything is measured in one process and one run and reported as ratios, becaus
 
 - bare forward time over the step's batch, and each mechanism's full ``Trainer.step`` time;
 - the *reference protocol* of the published code, re-implemented on our parts for comparison only: three
-  forward sweeps per step (the third only logs the loss), one sequence per (example, label word), a
-  full-vocabulary log-softmax at every position, padding to a fixed length, and four regenerations of z
-  (+ε, −2ε, +ε restore, −η·b update);
+  forward sweeps per step (the third only logs the loss), each one call of N sequences per label word padded
+  to the call's longest rounded up to 8 (:mod:`paczero.bench_reference`), a full-vocabulary log-softmax at
+  every position, and four regenerations of z (+ε, −2ε, +ε restore, −η·b update);
 - peak memory of inference alone and of a training step, each in a fresh subprocess (CPU: the resident-set
   high-water mark, reset after loading; CUDA: ``torch.cuda.max_memory_allocated``);
 - the privacy bookkeeping (subset aggregation, posterior update, MI calibration) at M = 128, N = 1000;
@@ -35,6 +35,7 @@ import torch
 from torch.nn import functional as F
 
 from paczero.accounting import PacLedger
+from paczero.bench_reference import PublishedClassifier
 from paczero.bench_trunk import TARGETS as TRUNK_TARGETS
 from paczero.bench_trunk import trunk_comparison, trunk_markdown, trunk_target_values
 from paczero.config import RunConfig, load_config
@@ -103,9 +104,10 @@ class ReferenceClassifier(Classifier):
         )
 
 
-def reference_objective(cfg: RunConfig, tokenizer, micro_batch_size: int) -> ReferenceClassifier:
+def reference_objective(cfg: RunConfig, tokenizer, micro_batch_size: int) -> PublishedClassifier:
+    """The published code's scoring: one call of N sequences per label word (``micro_batch_size`` unused)."""
     task = cfg.task
-    return ReferenceClassifier(tokenizer, task.prompt, task.label_words, micro_batch_size, task.max_length)
+    return PublishedClassifier(tokenizer, task.prompt, task.label_words, task.pool_size, task.max_length)
 
 
 @dataclass
