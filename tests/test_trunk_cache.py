@@ -115,3 +115,17 @@ def test_smollm2_cached_losses_equal_uncached():
     pool = objective.prepare(load_splits(task).pool, loaded.device)
     for _ in range(2):
         assert torch.equal(objective.losses(cached, pool), objective.losses(loaded.model, pool))
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_cached_equal_one_process_uncached(tmp_path):
+    from tests.test_distributed import ROOT, launch, transcript, weights
+
+    one, two = tmp_path / "one", tmp_path / "two"
+    top = ["--set", "model.lora_layers=1", "--set"]
+    env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}  # this checkout's paczero in the workers
+    first = launch(tmp_path, one, 1, "paczero-zpl", extra=[*top, "model.cache_trunk=false"], env_extra=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    result = launch(tmp_path, two, 2, "paczero-zpl", extra=[*top, "model.cache_trunk=true"], env_extra=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert transcript(one) == transcript(two) and weights(one) == weights(two)
