@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.nn import functional as F
 
 from paczero.models import ModelConfig, load_model
 from paczero.tasks import TaskConfig, build_objective, load_splits
@@ -23,19 +24,24 @@ from paczero.tasks import TaskConfig, build_objective, load_splits
 INSTRUCTION = "Is the sentiment of this movie review positive or negative? Answer with one word.\n"
 
 
-def templates(tokenizer) -> dict[str, tuple[str, list[str]]]:
-    """name -> (prompt template, label words [negative, positive])."""
+def templates(tokenizer) -> dict[str, tuple[str, list[list[str]]]]:
+    """prompt name -> (template, label word sets [negative, positive] scored from the same forward)."""
     chat = tokenizer.apply_chat_template(
         [{"role": "user", "content": INSTRUCTION + "Review: {sentence}"}],
         add_generation_prompt=True,
         tokenize=False,
     )
     return {
-        "mezo": ("{sentence} It was", [" terrible", " great"]),
-        "plain": ("Review: {sentence}\nSentiment (positive or negative):", [" negative", " positive"]),
-        "chat": (chat, ["negative", "positive"]),
-        "chat-capitalised": (chat, ["Negative", "Positive"]),
+        "mezo": ("{sentence} It was", [[" terrible", " great"]]),
+        "plain": ("Review: {sentence}\nSentiment (positive or negative):", [[" negative", " positive"]]),
+        "chat": (chat, [["negative", "positive"], ["Negative", "Positive"]]),
     }
+
+
+def metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy and mean cross-entropy of two-option scores."""
+    loss = F.cross_entropy(scores, labels, reduction="none")
+    return {"loss": float(loss.mean()), "accuracy": float((scores.argmax(-1) == labels).float().mean())}
 
 
 def main() -> None:
@@ -46,27 +52,33 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     loaded = load_model(ModelConfig(name="smollm2-135m"))
+    out: dict = {"model": "smollm2-135m", "pool_size": 256, "dev_size": 300, "test_size": 872, "data_seed": 0}
     results: dict[str, dict] = {}
-    for name, (prompt, words) in templates(loaded.tokenizer).items():
-        task = TaskConfig(
-            name="sst2", data_dir=args.data_dir, pool_size=256, dev_size=300, test_size=872,
-            prompt=prompt, label_words=words,
-        )  # fmt: skip
-        splits = load_splits(task)
-        objective = build_objective(task, loaded.tokenizer, 32)
-        assert objective.single_token, f"{name}: label words must be one token each"
-        start = time.perf_counter()
-        scores = {
-            split: objective.evaluate(loaded.model, objective.prepare(getattr(splits, split), loaded.device))
-            for split in ("dev", "test")
-        }
-        seconds = time.perf_counter() - start
-        results[name] = {"prompt": prompt, "label_words": words, **scores, "seconds": seconds}
-        print(name, json.dumps(scores), flush=True)
-    chosen = max(results, key=lambda n: results[n]["dev"]["accuracy"])
-    out = {"model": "smollm2-135m", "dev_size": 300, "test_size": 872, "data_seed": 0, "chosen": chosen}
-    Path(args.out).write_text(json.dumps({**out, "templates": results}, indent=2) + "\n")
-    print("chosen on dev:", chosen)
+    prompts = templates(loaded.tokenizer)
+    for split in ("dev", "test"):  # every template's dev score first: that is what the choice needs
+        for name, (prompt, word_sets) in prompts.items():
+            words = [w for pair in word_sets for w in pair]
+            task = TaskConfig(
+                name="sst2", data_dir=args.data_dir, pool_size=256, dev_size=300, test_size=872,
+                prompt=prompt, label_words=words,
+            )  # fmt: skip
+            objective = build_objective(task, loaded.tokenizer, 32)
+            assert objective.single_token, f"{name}: label words must be one token each"
+            examples = getattr(load_splits(task), split)
+            data = objective.prepare(examples, loaded.device)
+            start = time.perf_counter()
+            scores = objective.option_scores(loaded.model, data)
+            seconds = time.perf_counter() - start
+            for i, pair in enumerate(word_sets):
+                key = name if i == 0 else f"{name}, {pair[1]!r}"
+                entry = results.setdefault(key, {"prompt": prompt, "label_words": pair})
+                entry[split] = {**metrics(scores[:, 2 * i : 2 * i + 2], data.labels), "seconds": seconds}
+                print(key, split, json.dumps(entry[split]), flush=True)
+            out["chosen"] = max(
+                (n for n in results if "dev" in results[n]), key=lambda n: results[n]["dev"]["accuracy"]
+            )
+            Path(args.out).write_text(json.dumps({**out, "templates": results}, indent=2) + "\n")
+    print("chosen on dev:", out["chosen"])
 
 
 if __name__ == "__main__":

@@ -397,9 +397,7 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
     out["forward_s"] = forward_s
     out["steps"] = steps
     if isinstance(base.forward_model, TrunkCachedModel):  # the same step without the trunk cache
-        out["trunk"] = trunk_comparison(
-            config, overrides, loaded, base, options.repeats, interleaved, stepper
-        )
+        out["trunk"] = trunk_comparison(config, overrides, loaded, base, options.repeats, stepper)
     if options.reference:
         out["reference"] = _reference(config, overrides, cfg, loaded, options)
     if options.bookkeeping:
