@@ -129,3 +129,10 @@ def test_torchrun_two_ranks_cached_equal_one_process_uncached(tmp_path):
     result = launch(tmp_path, two, 2, "paczero-zpl", extra=[*top, "model.cache_trunk=true"], env_extra=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert transcript(one) == transcript(two) and weights(one) == weights(two)
+
+
+def test_the_run_config_decides_even_on_a_shared_loaded_model(make_config):
+    cached = Trainer(make_config("model.lora_layers=1"))
+    assert isinstance(cached.forward_model, TrunkCachedModel)
+    plain = Trainer(make_config("model.lora_layers=1", "model.cache_trunk=false"), loaded=cached.loaded)
+    assert plain.forward_model is cached.loaded.model

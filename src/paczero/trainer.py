@@ -125,9 +125,7 @@ class Trainer:
             cfg.train.micro_batch_size, self.loaded.model, cfg.task.max_length
         )
         self.objective: Objective = build_objective(cfg.task, self.loaded.tokenizer, micro_batch)
-        self.forward_model = trunk_forward_model(
-            self.loaded, self.objective
-        )  # paczero.trunk: model.cache_trunk
+        self.forward_model = trunk_forward_model(self.loaded, self.objective, cfg.model)  # model.cache_trunk
         metric = cfg.train.select_by.removeprefix("dev_")
         if metric != "loss" and metric not in self.objective.metrics:
             known = ", ".join(f"dev_{m}" for m in ("loss", *self.objective.metrics))

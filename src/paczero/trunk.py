@@ -253,12 +253,15 @@ class TrunkCachedModel:
             return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
-def forward_model(loaded: Any, objective: Any) -> Any:
+def forward_model(loaded: Any, objective: Any, cfg: Any = None) -> Any:
     """What the objective should call: a :class:`TrunkCachedModel` when ``model.cache_trunk`` allows and
-    applies (classification, every trainable parameter in the top k < L blocks), else the model itself."""
+    applies (classification, every trainable parameter in the top k < L blocks), else the model itself.
+
+    ``cfg`` is the run's :class:`~paczero.models.ModelConfig` (default: the one the model was loaded with).
+    """
     from paczero.tasks.classification import Classifier
 
-    cfg = loaded.config
+    cfg = cfg if cfg is not None else loaded.config
     if cfg.cache_trunk is False:
         return loaded.model
     reasons = []
