@@ -70,7 +70,7 @@ def main() -> None:
             scores = objective.option_scores(loaded.model, data)
             seconds = time.perf_counter() - start
             for i, pair in enumerate(word_sets):
-                key = name if i == 0 else f"{name}, {pair[1]!r}"
+                key = name if i == 0 else f"{name}-capitalised"
                 entry = results.setdefault(key, {"prompt": prompt, "label_words": pair})
                 entry[split] = {**metrics(scores[:, 2 * i : 2 * i + 2], data.labels), "seconds": seconds}
                 print(key, split, json.dumps(entry[split]), flush=True)
