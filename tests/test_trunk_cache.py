@@ -57,7 +57,7 @@ def test_cache_is_off_when_not_exact_and_an_error_when_forced():
     loaded, _, objective = _setup("tiny-opt", lora_layers=None)
     assert forward_model(loaded, objective) is loaded.model  # auto: adapters in every block
     loaded.config.cache_trunk = True
-    with pytest.raises(TrunkError, match="below the top blocks"):
+    with pytest.raises(TrunkError, match="top k < L blocks"):
         forward_model(loaded, objective)
     off, _, objective = _setup("tiny-opt", cache_trunk=False)
     assert forward_model(off, objective) is off.model
