@@ -556,6 +556,9 @@ def load_model(cfg: ModelConfig) -> LoadedModel:
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
+    head = model.get_output_embeddings()
+    if head is not None:  # the head gets hidden[:, -keep:], a strided view; see _contiguous_input
+        head.register_forward_pre_hook(_contiguous_input)
 
     if cfg.track == "lora":
         trainable = [(n, p) for n, p in model.named_parameters() if "lora_" in n]
@@ -576,6 +579,12 @@ def save_model(loaded: LoadedModel, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     loaded.model.save_pretrained(str(directory))
     loaded.tokenizer.save_pretrained(str(directory))
+
+
+def _contiguous_input(_module: torch.nn.Module, args: tuple) -> tuple:
+    """Pre-hook of the LM head: a contiguous input makes it one matrix product, where the strided
+    ``hidden[:, -keep:]`` view becomes a batched one that reads the vocabulary-sized weight once per row."""
+    return (args[0].contiguous(), *args[1:]) if args else args
 
 
 def left_pad_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
