@@ -4,9 +4,9 @@ Everything is measured in one process and one run and reported as ratios, becaus
 
 - bare forward time over the step's batch, and each mechanism's full ``Trainer.step`` time;
 - the *reference protocol* of the published code, re-implemented on our parts for comparison only: three
-  forward sweeps per step (the third only logs the loss), one sequence per (example, label word), a
-  full-vocabulary log-softmax at every position, padding to a fixed length, and four regenerations of z
-  (+ε, −2ε, +ε restore, −η·b update);
+  forward sweeps per step (the third only logs the loss), each one call of N sequences per label word padded
+  to the call's longest rounded up to 8 (:mod:`paczero.bench_reference`), a full-vocabulary log-softmax at
+  every position, and four regenerations of z (+ε, −2ε, +ε restore, −η·b update);
 - peak memory of inference alone and of a training step, each in a fresh subprocess (CPU: the resident-set
   high-water mark, reset after loading; CUDA: ``torch.cuda.max_memory_allocated``);
 - the privacy bookkeeping (subset aggregation, posterior update, MI calibration) at M = 128, N = 1000;
@@ -35,6 +35,9 @@ import torch
 from torch.nn import functional as F
 
 from paczero.accounting import PacLedger
+from paczero.bench_reference import PublishedClassifier
+from paczero.bench_trunk import TARGETS as TRUNK_TARGETS
+from paczero.bench_trunk import trunk_comparison, trunk_markdown, trunk_target_values
 from paczero.config import RunConfig, load_config
 from paczero.mechanisms import get_mechanism
 from paczero.mechanisms.base import Guarantee, StepInput
@@ -42,6 +45,7 @@ from paczero.models import LoadedModel, load_model
 from paczero.subsets import Secret, build_subsets
 from paczero.tasks.classification import Classifier, MicroBatch, PreparedSet
 from paczero.trainer import Trainer
+from paczero.trunk import TrunkCachedModel
 from paczero.zo import clip, two_point_estimate
 
 MIB = 2**20
@@ -52,6 +56,7 @@ TARGETS = {  # name: (comparison, threshold)
     "train peak / inference peak": ("<=", 1.10),
     "privacy bookkeeping / step": ("<", 0.01),
     "step(M max) / step(M min)": ("<=", 1.10),
+    **TRUNK_TARGETS,
 }
 
 
@@ -99,9 +104,10 @@ class ReferenceClassifier(Classifier):
         )
 
 
-def reference_objective(cfg: RunConfig, tokenizer, micro_batch_size: int) -> ReferenceClassifier:
+def reference_objective(cfg: RunConfig, tokenizer, micro_batch_size: int) -> PublishedClassifier:
+    """The published code's scoring: one call of N sequences per label word (``micro_batch_size`` unused)."""
     task = cfg.task
-    return ReferenceClassifier(tokenizer, task.prompt, task.label_words, micro_batch_size, task.max_length)
+    return PublishedClassifier(tokenizer, task.prompt, task.label_words, task.pool_size, task.max_length)
 
 
 @dataclass
@@ -346,10 +352,10 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
     cfg = load_config(config, overrides)
     loaded = load_model(cfg.model)
     base = Trainer(cfg, loaded=loaded)
-    model, pool = loaded.model, base.pool
+    pool = base.pool
 
     def forward() -> None:
-        base.objective.losses(model, pool)
+        base.objective.losses(base.forward_model, pool)  # the model the step runs (cached trunk or not)
 
     forward()  # warm-up: the first call at each micro-batch shape sets up kernels and allocations
     tokens = token_counts(pool)
@@ -376,6 +382,9 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
         name: Trainer(load_config(config, [*overrides, *_mechanism_overrides(name, cfg)]), loaded=loaded)
         for name in options.mechanisms
     }
+    for tr in trainers.values():  # a cached trunk is filled by its first forward, which is not a step cost
+        if isinstance(tr.forward_model, TrunkCachedModel):
+            tr.objective.losses(tr.forward_model, tr.pool)
     timings = interleaved(
         {"forward": forward, **{n: stepper(tr) for n, tr in trainers.items()}}, options.repeats
     )
@@ -390,6 +399,8 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
     }
     out["forward_s"] = forward_s
     out["steps"] = steps
+    if isinstance(base.forward_model, TrunkCachedModel):  # the same step without the trunk cache
+        out["trunk"] = trunk_comparison(config, overrides, loaded, base, options.repeats, stepper)
     if options.reference:
         out["reference"] = _reference(config, overrides, cfg, loaded, options)
     if options.bookkeeping:
@@ -479,6 +490,8 @@ def check_targets(out: dict[str, Any]) -> list[dict[str, Any]]:
     if "bookkeeping" in out and out["steps"]:
         step_s = statistics.median(s["step_s"] for s in out["steps"].values())
         values["privacy bookkeeping / step"] = max(b["seconds"] for b in out["bookkeeping"].values()) / step_s
+    if "trunk" in out:
+        values.update(trunk_target_values(out["trunk"]))
     if "sweep_m" in out:
         values["step(M max) / step(M min)"] = out["sweep_m"]["max_over_min"]
     checks = []
@@ -526,6 +539,8 @@ def markdown(out: dict[str, Any]) -> str:
             f"ours {out['tokens_per_sweep']['with_padding']:,} (real {out['tokens_per_sweep']['real']:,}), "
             f"reference {r['reference_tokens_per_sweep']['with_padding']:,}"
         )
+    if "trunk" in out:
+        lines += trunk_markdown(out["trunk"])
     if "bookkeeping" in out:
         lines.append(
             "\nprivacy bookkeeping per release at M = 128, N = 1000: "

@@ -10,6 +10,7 @@ from paczero.checkpoint import public_run_config
 from paczero.config import ConfigError, RunConfig
 from paczero.models import LoadedModel, load_finetuned, load_model
 from paczero.tasks import build_objective, load_splits
+from paczero.trunk import forward_model as trunk_forward_model
 
 # What may change when evaluating a finished run: the sample sizes (for tasks read from files, a larger
 # sample contains the smaller: both are prefixes of one seeded permutation) and the micro-batch. Anything
@@ -47,10 +48,11 @@ def evaluate_loaded(cfg: RunConfig, loaded: LoadedModel, split: str = "both") ->
     splits = load_splits(cfg.task)
     micro_batch = resolve_micro_batch_size(cfg.train.micro_batch_size, loaded.model, cfg.task.max_length)
     objective = build_objective(cfg.task, loaded.tokenizer, micro_batch)
+    model = trunk_forward_model(loaded, objective)  # model.cache_trunk: only the trained top blocks run
     wanted = ("dev", "test") if split == "both" else (split,)
     results = {}
     for name in wanted:
         examples = getattr(splits, name)
         if examples:
-            results[name] = objective.evaluate(loaded.model, objective.prepare(examples, loaded.device))
+            results[name] = objective.evaluate(model, objective.prepare(examples, loaded.device))
     return results

@@ -137,6 +137,11 @@ class ModelConfig:
     device: str = "cpu"
     init_seed: int = 0
     device_map: str | None = None  # accelerate placement ("auto", "balanced", ...): one replica over devices
+    lora_layers: int | None = None  # LoRA in the top k transformer blocks only; null: every block
+    cache_trunk: bool | None = (
+        None  # run only the trained top blocks on cached trunk outputs; null: when exact
+    )
+    trunk_cache_gib: float = 8.0  # cap on the trunk cache (sequences × tokens × hidden × bytes)
 
     def __post_init__(self) -> None:
         """Reject invalid settings early with messages that say what is allowed."""
@@ -156,6 +161,12 @@ class ModelConfig:
             )
         if self.lora_targets is not None and len(self.lora_targets) == 0:
             raise ValueError("ModelConfig.lora_targets must be None (automatic) or a non-empty list")
+        if self.lora_layers is not None and (not isinstance(self.lora_layers, int) or self.lora_layers < 1):
+            raise ValueError(
+                f"ModelConfig.lora_layers must be a positive integer or null, got {self.lora_layers!r}"
+            )
+        if not self.trunk_cache_gib > 0:
+            raise ValueError(f"ModelConfig.trunk_cache_gib must be positive, got {self.trunk_cache_gib!r}")
         if not self.name:
             raise ValueError("ModelConfig.name must be a non-empty model name or path")
         dev = self.device
@@ -443,6 +454,23 @@ def lora_target_modules(model_type: str, module_names: Iterable[str]) -> list[st
     )
 
 
+def _top_layers_kwargs(model: PreTrainedModel, k: int | None) -> dict[str, object]:
+    """peft arguments restricting LoRA to the top ``k`` blocks (``model.lora_layers``); none when unset."""
+    if k is None:
+        return {}
+    from paczero.trunk import find_blocks
+
+    name, blocks = find_blocks(model)
+    if k > len(blocks):
+        raise ValueError(
+            f"ModelConfig.lora_layers={k} but {model.config.model_type} has {len(blocks)} blocks"
+        )
+    return {
+        "layers_to_transform": list(range(len(blocks) - k, len(blocks))),
+        "layers_pattern": name.split(".")[-1],
+    }
+
+
 @torch.no_grad()
 def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig) -> torch.nn.Module:
     """Wrap with peft LoRA (no dropout, no bias), then re-init A from ``init_seed`` and B = 0."""
@@ -470,6 +498,7 @@ def _wrap_lora(model: PreTrainedModel, cfg: ModelConfig) -> torch.nn.Module:
         bias="none",
         fan_in_fan_out=fan_in_fan_out,
         task_type="CAUSAL_LM",
+        **_top_layers_kwargs(model, cfg.lora_layers),
     )
     # peft 0.21 calls transformers-5's deprecated `is_gradient_checkpointing`: silence only that warning.
     with _preserve_global_rng(next(model.parameters()).device), warnings.catch_warnings():
@@ -537,6 +566,9 @@ def prepare_loaded(
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
+    head = model.get_output_embeddings()
+    if head is not None:  # the head gets hidden[:, -keep:], a strided view; see _contiguous_input
+        head.register_forward_pre_hook(_contiguous_input)
 
     if cfg.track == "lora":
         trainable = [(n, p) for n, p in model.named_parameters() if "lora_" in n]
@@ -557,6 +589,12 @@ def save_model(loaded: LoadedModel, directory: str | Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     loaded.model.save_pretrained(str(directory))
     loaded.tokenizer.save_pretrained(str(directory))
+
+
+def _contiguous_input(_module: torch.nn.Module, args: tuple) -> tuple:
+    """Pre-hook of the LM head: a contiguous input makes it one matrix product, where the strided
+    ``hidden[:, -keep:]`` view becomes a batched one that reads the vocabulary-sized weight once per row."""
+    return (args[0].contiguous(), *args[1:]) if args else args
 
 
 def left_pad_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:

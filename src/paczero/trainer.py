@@ -50,6 +50,7 @@ from paczero.subsets import (
 )
 from paczero.tasks import Objective, PreparedSet, Splits, build_objective, load_splits
 from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash, replay_step
+from paczero.trunk import forward_model as trunk_forward_model
 from paczero.zo import Directions, Estimate, two_point_estimate
 
 
@@ -145,6 +146,7 @@ class Trainer:
             cfg.train.micro_batch_size, self.loaded.model, cfg.task.max_length
         )
         self.objective: Objective = build_objective(cfg.task, self.loaded.tokenizer, micro_batch)
+        self.forward_model = trunk_forward_model(self.loaded, self.objective, cfg.model)  # model.cache_trunk
         metric = cfg.train.select_by.removeprefix("dev_")
         if metric != "loss" and metric not in self.objective.metrics:
             known = ", ".join(f"dev_{m}" for m in ("loss", *self.objective.metrics))
@@ -234,7 +236,7 @@ class Trainer:
         def losses() -> torch.Tensor:
             if rows is not None and rows.size == 0:
                 return torch.zeros(0)
-            return self._on_shards(lambda part: self.objective.losses(self.loaded.model, part), batch)
+            return self._on_shards(lambda part: self.objective.losses(self.forward_model, part), batch)
 
         walk.plus(seed)  # fused with restoring the previous direction
         plus = losses()
@@ -245,7 +247,7 @@ class Trainer:
         """Dev/test metrics: means of per-example values (computed on this rank's shard, then assembled)."""
         if data is None:
             return None
-        per_example = self._on_shards(lambda part: self.objective.per_example(self.loaded.model, part), data)
+        per_example = self._on_shards(lambda part: self.objective.per_example(self.forward_model, part), data)
         return {name: 0.0 + float(values.mean()) for name, values in per_example.items()}
 
     def _on_shards(self, fn, prepared):
