@@ -138,9 +138,7 @@ class ModelConfig:
     init_seed: int = 0
     device_map: str | None = None  # accelerate placement ("auto", "balanced", ...): one replica over devices
     lora_layers: int | None = None  # LoRA in the top k transformer blocks only; null: every block
-    cache_trunk: bool | None = (
-        None  # run only the trained top blocks on cached trunk outputs; null: when exact
-    )
+    cache_trunk: bool | None = None  # run only the top blocks on cached trunk outputs; null: when exact
     trunk_cache_gib: float = 8.0  # cap on the trunk cache (sequences × tokens × hidden × bytes)
 
     def __post_init__(self) -> None:
