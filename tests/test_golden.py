@@ -30,12 +30,12 @@ COMMON = ["task.pool_size=48", "task.dev_size=16", "task.test_size=16", "train.s
 GOLDEN = {
     "paczero-zpl": {
         "weights": "da4839e7af881635",
-        "steps": "56fa4fd6d1fb08be",
-        "summary": "6fe8865834a10066",
+        "steps": "8ba50deb6dcf3290",
+        "summary": "d5b2e480e7f8e789",
     },
-    "paczero-mi": {"weights": "1b9e798a65137288", "steps": "67cdc755e2cbb9cc", "summary": "7541f4a1d7b228d7"},
-    "mezo": {"weights": "0cff78dc9c364a15", "steps": "cd7c672eb10801bd", "summary": "4633a0cf9b8afb59"},
-    "dpzero": {"weights": "d20cba605cf2dc60", "steps": "b5be99ae5743ffaa", "summary": "c8cfb96405b0f0e0"},
+    "paczero-mi": {"weights": "1b9e798a65137288", "steps": "176f652a7e164717", "summary": "b47084d22c8cb933"},
+    "mezo": {"weights": "75fa1cde75c8714b", "steps": "48ccd6196ec344fc", "summary": "c91a37db1dc0bee1"},
+    "dpzero": {"weights": "c5b518e00245eb2c", "steps": "14aa7e0d6865b519", "summary": "39dd895caa955b5c"},
 }
 
 
