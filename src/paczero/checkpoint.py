@@ -35,12 +35,13 @@ from paczero.rundir import (
     PRIVATE,
     STATE,
     RunDirError,
+    fsync_dir,
     public_run_config,
     read_private_lines,
     read_secret,
     write_private,
 )
-from paczero.transcript import HEAD, TRANSCRIPT, bound_config, fsync_dir
+from paczero.transcript import HEAD, TRANSCRIPT, bound_config
 
 if TYPE_CHECKING:
     from paczero.config import RunConfig

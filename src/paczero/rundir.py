@@ -59,16 +59,31 @@ def private_dir(run_dir: str | Path, *sub: str) -> Path:
     return path
 
 
-def write_private(path: Path, data: str | bytes) -> None:
-    """Write a private file (0600 from its creation, fsynced) below ``private/``."""
-    raw = data.encode() if isinstance(data, str) else data
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE_MODE)
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
     try:
-        os.fchmod(fd, PRIVATE_FILE_MODE)
-        os.write(fd, raw)
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``path`` so a reader sees the old file or the whole new one: temp name, fsync, rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """Write a private file below ``private/`` atomically (0600 from its creation, fsynced, then renamed)."""
+    atomic_write(path, data.encode() if isinstance(data, str) else data, PRIVATE_FILE_MODE)
 
 
 def append_private_line(path: Path, record: dict[str, Any]) -> None:
