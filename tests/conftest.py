@@ -26,6 +26,21 @@ TINY = [
 ]
 
 
+# A short secure run (OS privacy randomness, as a user's run): 32 pool examples, M = 8, 4 steps.
+SECURE_RUN = [
+    "task.name=synthetic-sentiment",
+    "task.pool_size=32",
+    "task.dev_size=16",
+    "task.test_size=16",
+    "model.name=tiny-opt",
+    "train.steps=4",
+    "train.eval_every=2",
+    "train.checkpoint_every=2",
+    "train.progress=false",
+    "privacy.subsets=8",
+]
+
+
 def tiny_config(*overrides: str):
     """A run config on the synthetic task and the tiny OPT model, with extra overrides."""
     return load_config(None, [*TINY, *overrides])

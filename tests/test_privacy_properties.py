@@ -23,7 +23,7 @@ from paczero.cli import main
 from paczero.rundir import SECRET, STATE, is_public
 from paczero.subsets import Secret
 from paczero.trainer import Trainer
-from tests.conftest import tiny_config
+from tests.conftest import SECURE_RUN, tiny_config
 
 
 def channel_mi_by_quadrature(q: float, sigma: float) -> float:
@@ -107,19 +107,7 @@ def cli(*args: str) -> None:
 
 def run_everything(tmp_path: Path, overrides: list[str]) -> tuple[Path, Path]:
     run, bundle = tmp_path / "run", tmp_path / "bundle"
-    sets = [
-        "task.name=synthetic-sentiment",
-        "task.pool_size=32",
-        "task.dev_size=16",
-        "task.test_size=16",
-        "model.name=tiny-opt",
-        "train.steps=4",
-        "train.eval_every=2",
-        "train.checkpoint_every=2",
-        "train.progress=false",
-        "privacy.subsets=8",
-        *overrides,
-    ]
+    sets = [*SECURE_RUN, *overrides]
     cli("train", "--output-dir", str(run), *(a for s in sets for a in ("--set", s)))
     cli("audit", "mia", "--run", str(run))
     cli("report", str(run))

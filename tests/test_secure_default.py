@@ -18,21 +18,10 @@ from paczero.export import InsecureExportError, export_run
 from paczero.plots import TensorBoardLog
 from paczero.rundir import INSECURE_NOTE, public_run_config, read_secret
 from paczero.trainer import InsecurePrivacyWarning, Trainer
+from tests.conftest import SECURE_RUN
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = [
-    "task.name=synthetic-sentiment",
-    "task.pool_size=32",
-    "task.dev_size=16",
-    "task.test_size=16",
-    "model.name=tiny-opt",
-    "train.steps=4",
-    "train.eval_every=2",
-    "train.checkpoint_every=2",
-    "train.progress=false",
-    "train.clip=null",
-    "privacy.subsets=8",
-]
+TINY = [*SECURE_RUN, "train.clip=null"]
 
 
 class Crash(Exception):
