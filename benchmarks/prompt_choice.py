@@ -1,6 +1,6 @@
 """Zero-shot SST-2 accuracy of SmolLM2-135M-Instruct under several prompt templates, one chosen on dev.
 
-python benchmarks/prompt_choice.py --data-dir DIR [--out benchmarks/results/prompt-choice-smollm2.json]
+python benchmarks/prompt_choice.py [--data-dir DIR] [--out benchmarks/results/prompt-choice-smollm2.json]
 
 Dev: 300 examples drawn from SST-2 train, disjoint from the N = 256 pool (the MeZO protocol, data seed 0).
 Test: all 872 validation examples. Label words are scored as the model would answer: after "It was" the
@@ -46,7 +46,7 @@ def metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", required=True, help="SST-2 folder (train.tsv, dev.tsv)")
+    parser.add_argument("--data-dir", help="SST-2 folder (train.tsv, dev.tsv); default: the copy shipped with paczero")
     parser.add_argument("--out", default="benchmarks/results/prompt-choice-smollm2.json")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
