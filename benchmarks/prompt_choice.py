@@ -46,7 +46,9 @@ def metrics(scores: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", help="SST-2 folder (train.tsv, dev.tsv); default: the copy shipped with paczero")
+    parser.add_argument(
+        "--data-dir", help="SST-2 folder (train.tsv, dev.tsv); default: the copy shipped with paczero"
+    )
     parser.add_argument("--out", default="benchmarks/results/prompt-choice-smollm2.json")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
