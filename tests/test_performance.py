@@ -1,7 +1,7 @@
 """Speed optimisations change no result: per-example losses, updates and the reference protocol's step.
 
 Timing is never asserted here (``paczero bench`` measures it); these tests pin down that every shortcut of
-DESIGN.md §7 computes the same numbers as the slow, obvious way, and count the work a step does.
+the method's design computes the same numbers as the slow, obvious way, and count the work a step does.
 """
 
 import json

@@ -1,4 +1,5 @@
-"""Command line: ``paczero train | eval | privacy``."""
+"""Command line: ``paczero train | eval | replay | export | privacy | compare | sweep | audit mia |
+audit transcript | report | bench`` (``paczero COMMAND --help`` for each)."""
 
 from __future__ import annotations
 

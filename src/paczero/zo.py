@@ -73,7 +73,7 @@ class Estimate:
 def two_point_estimate(plus: torch.Tensor, minus: torch.Tensor, eps: float) -> Estimate:
     """g_i = (l+_i − l−_i)/(2ε) from the losses at θ+εz and θ−εz.
 
-    Non-finite per-example values are set to 0 by a rule that reads no secret (DESIGN.md §6.6).
+    Non-finite per-example values are set to 0 by a rule that reads no secret (counted in ``n_nonfinite``).
     """
     plus_np = plus.double().cpu().numpy()
     minus_np = minus.double().cpu().numpy()
