@@ -297,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     au = sub.add_parser("audit", help="empirical privacy audits of a run or a config")
     au_sub = au.add_subparsers(dest="audit", required=True)
     mia = au_sub.add_parser("mia", help="membership-inference attacks on a finished run vs its bound")
-    mia.add_argument("--run", required=True, help="a finished run's output directory (with its private/secret.json)")
+    mia.add_argument(
+        "--run", required=True, help="a finished run's output directory (with its private/secret.json)"
+    )
     mia.add_argument("--shadows", type=int, default=0, help="LiRA shadow trainings (each a full run)")
     mia.add_argument("--no-transcript", action="store_true", help="skip the transcript replay attack")
     mia.add_argument("--seed", type=int, default=0, help="auditor's seed (tie-breaks, shadow subsets)")
