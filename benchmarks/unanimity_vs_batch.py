@@ -22,8 +22,9 @@ import torch
 
 from paczero.config import load_config
 from paczero.mechanisms.base import StepInput
+from paczero.mechanisms.clipping import clip
 from paczero.trainer import Trainer
-from paczero.zo import clip, two_point_estimate
+from paczero.zo import two_point_estimate
 
 
 def run_config(args: argparse.Namespace, batch_size: int | None, seed: int, steps: int):

@@ -19,6 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 import paczero.checkpoint as ckpt
+import paczero.outputs as outputs
+import paczero.resume as resume
 import paczero.trainer as trainer_mod
 from paczero.checkpoint import Checkpointer, CheckpointError, resume_config
 from paczero.config import load_config
@@ -113,7 +115,7 @@ def test_in_process_faults_at_random_points_resume_to_the_uninterrupted_run(
     monkeypatch.setattr(ckpt, "_write_new", torn_write)
     monkeypatch.setattr(Directions, "apply", fault_site(Directions.apply))  # mid-step, mid-perturbation
     monkeypatch.setattr(TranscriptWriter, "append", fault_site(TranscriptWriter.append))  # record written
-    monkeypatch.setattr(trainer_mod, "append_private_line", fault_site(trainer_mod.append_private_line))
+    monkeypatch.setattr(outputs, "append_private_line", fault_site(outputs.append_private_line))
     monkeypatch.setattr(ckpt.os, "replace", fault_site(os.replace))  # before a checkpoint's rename
     monkeypatch.setattr(Trainer, "evaluate", fault_site(Trainer.evaluate))  # mid-evaluation
     rng = fault_rng(seed)
@@ -265,7 +267,7 @@ def test_resume_never_recomputes_a_released_step(tmp_path, monkeypatch, make_con
 def test_resume_check_catches_a_recomputed_release(tmp_path, monkeypatch, make_config, mechanism):
     """Negative control: resuming as the first version did (transcript cut back to the checkpoint, steps 4
     and 5 computed again) changes lines that were already released, and the check above sees it."""
-    monkeypatch.setattr(Checkpointer, "_released_lines", lambda self, checkpointed: list(checkpointed))
+    monkeypatch.setattr(resume, "released_lines", lambda run_dir, checkpointed: list(checkpointed))
     written, after, _ = kill_after_step_5_and_resume_with_other_losses(
         tmp_path, monkeypatch, make_config, mechanism
     )
@@ -280,10 +282,10 @@ def test_privacy_generator_states_are_kept_in_a_private_file(tmp_path, make_conf
     private = tmp_path / "r" / "checkpoints" / "step-000002" / "privacy.json"
     assert private.stat().st_mode & 0o777 == 0o600
     states = json.loads(private.read_text())
-    assert states["mechanism"]["rng"] == trainer.mechanism.rng.bit_generator.state
-    assert "sampling_rng" in states["trainer"]  # every non-public generator is kept private
+    assert states["generators"]["mechanism"] == trainer.mechanism.rng.bit_generator.state
+    assert set(states["generators"]) == {"sampling", "mechanism"}  # every non-public generator is private
     public = json.loads((private.parent / "state.json").read_text())["generators"]
-    assert set(public) == {"public_rng", "data_rng"}
+    assert set(public) == {"public", "data"}
 
 
 def test_unreadable_or_foreign_checkpoint_is_refused(tmp_path, make_config):

@@ -10,15 +10,6 @@ import pytest
 import torch
 from dp_accounting.privacy_accountant import NeighboringRelation
 
-from paczero import accountants
-from paczero.accountants import (
-    DpLedger,
-    DpPlan,
-    calibrate_multiplier,
-    epsilon_curve,
-    epsilon_spent,
-    poisson_sample,
-)
 from paczero.channel import (
     attack_bound_from_dp,
     attack_bound_from_mi,
@@ -26,8 +17,18 @@ from paczero.channel import (
     mi_matching_epsilon,
 )
 from paczero.config import ConfigError
-from paczero.mechanisms import BudgetExhausted, get_mechanism
-from paczero.mechanisms.dp import clip_rows
+from paczero.mechanisms import get_mechanism
+from paczero.mechanisms.clipping import clip_rows
+from paczero.privacy import dp as accountants
+from paczero.privacy.dp import (
+    DpLedger,
+    DpPlan,
+    calibrate_multiplier,
+    epsilon_curve,
+    epsilon_spent,
+    poisson_sample,
+)
+from paczero.privacy.ledger import BudgetExhausted
 from paczero.trainer import Trainer
 
 DP_TINY = ("privacy.sampling_rate=0.25", "train.clip=1.0", "train.schedule=constant", "train.eval_every=0")

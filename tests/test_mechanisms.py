@@ -7,10 +7,11 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from paczero.accountants import DpLedger, DpPlan
-from paczero.accounting import PacLedger
 from paczero.channel import binary_entropy, binary_gaussian_mi
-from paczero.mechanisms import MECHANISMS, BudgetExhausted, StepInput, get_mechanism
+from paczero.mechanisms import MECHANISMS, StepInput, get_mechanism
+from paczero.privacy.dp import DpLedger, DpPlan
+from paczero.privacy.ledger import BudgetExhausted
+from paczero.privacy.pac import PacLedger
 from paczero.subsets import Secret, build_subsets
 
 M, N = 8, 64

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from paczero.cli import main
-from paczero.trainer import data_generator, public_subsets
+from paczero.generators import data_generator, public_subsets
 
 J, SEED, M = 45, 987654321, 64
 RUN = [
@@ -57,7 +57,7 @@ def train(tmp_path: Path, out: Path, items: list[str]) -> int:
 
 def secret_patterns(run_dir: Path) -> dict[str, re.Pattern]:
     """What would name J: the key with a number, J's own phrasing, the seed, and S*'s membership row."""
-    from paczero.checkpoint import public_run_config
+    from paczero.rundir import public_run_config
 
     cfg = public_run_config(run_dir)
     subsets = public_subsets(cfg, cfg.task.pool_size, data_generator(cfg))

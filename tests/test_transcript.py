@@ -10,9 +10,9 @@ import shutil
 import pytest
 import torch
 
-from paczero.accounting import BudgetExceeded
 from paczero.cli import main
 from paczero.models import trainable_state
+from paczero.privacy.ledger import BudgetExceeded
 from paczero.trainer import Trainer
 from paczero.transcript import TranscriptError, read_transcript, replay
 
@@ -122,7 +122,7 @@ def test_a_cut_mid_line_a_changed_head_or_another_config_is_refused(make_config,
     with pytest.raises(TranscriptError, match="different heads|truncated"):
         replay(run_dir)
     shutil.copy(pristine / "transcript.json", run_dir / "transcript.json")
-    from paczero.checkpoint import public_run_config
+    from paczero.rundir import public_run_config
 
     cfg = public_run_config(run_dir).to_dict()
     assert len(read_transcript(run_dir, cfg)) == 4

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from paczero.zo import Directions, clip, two_point_estimate
+from paczero.mechanisms.clipping import clip
+from paczero.zo import Directions, two_point_estimate
 
 U = 2.0**-24  # fp32 unit roundoff
 

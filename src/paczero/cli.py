@@ -121,7 +121,7 @@ def _privacy(args: argparse.Namespace) -> int:
         print(f"  attack-success bound p = {p:.6f}   (p = (e^ε + δ)/(1 + e^ε))")
         print(f"  matched MI = {mi:.6g} nats   (I = KL(Bern(p) ‖ Bern(1/2)) = ln 2 − h(p))")
         if args.steps is not None and args.sampling_rate is not None:
-            from paczero.accountants import calibrate_multiplier
+            from paczero.privacy.dp import calibrate_multiplier
 
             sigma = calibrate_multiplier(args.epsilon, args.delta, args.steps, args.sampling_rate)
             print(

@@ -20,7 +20,7 @@ import torch
 
 from paczero.bench import reset_peak_rss, status_kib
 from paczero.config import SECRET_KEYS, ConfigError, RunConfig, load_config
-from paczero.mechanisms.base import Guarantee
+from paczero.privacy.ledger import Guarantee
 from paczero.sweep import cell_name, load_sweep
 
 SHARED_SECTIONS = ("task", "model")  # must be identical across the compared runs

@@ -84,12 +84,10 @@ class PrivacyConfig:
 
         mech = get_mechanism(self.mechanism)
         _require(0 <= self.delta < 1, "privacy.delta must lie in [0, 1)")
-        if mech.guarantee.is_dp:
-            self._resolve_dp(mech)
-        else:
-            for key in ("epsilon", "sampling_rate", "accountant", "match_mi"):
-                _require(getattr(self, key) is None, f"privacy.{key} applies to DP mechanisms only")
-            _require(self.noise == "gaussian", "privacy.noise applies to DP mechanisms only")
+        try:  # the mechanism checks and completes its own keys (DP targets, the MI budget)
+            mech.check_privacy(self)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
         if self.match_epsilon is not None:
             self._resolve_match_epsilon()
         _require(self.subsets >= 2 and self.subsets % 2 == 0, "privacy.subsets (M) must be even and >= 2")
@@ -110,50 +108,11 @@ class PrivacyConfig:
             self.secret_index is None or 0 <= self.secret_index < self.subsets,
             "privacy.secret_index must lie in [0, subsets)",
         )
-        if self.mechanism == "paczero-mi":
-            _require(self.budget is not None, "paczero-mi needs privacy.budget (MI in nats, e.g. 0.33)")
-
-    def _resolve_dp(self, mech: Any) -> None:
-        """Check the DP keys; fill in the default accountant and the ε matched to ``match_mi``."""
-        from paczero.accountants import ACCOUNTANTS, default_accountant
-        from paczero.channel import epsilon_matching_mi
-
-        name = self.mechanism
-        noises, accountants = " or ".join(mech.noises), " or ".join(ACCOUNTANTS.get(self.noise, ()))
-        _require(self.noise in mech.noises, f"{name} adds {noises} noise, not {self.noise!r}")
-        self.accountant = self.accountant or default_accountant(self.noise)
-        _require(
-            self.accountant in ACCOUNTANTS[self.noise],
-            f"{self.noise} noise is accounted with {accountants}, not {self.accountant!r}",
-        )
-        _require(
-            self.sampling_rate is not None and 0 < self.sampling_rate <= 1,
-            f"{name} needs privacy.sampling_rate in (0, 1]: the Poisson rate q (expected batch q·N)",
-        )
-        if self.accountant != "pure":
-            _require(self.delta > 0, f"{name} with {self.noise} noise needs privacy.delta > 0")
-        if self.match_mi is not None:
-            _require(self.match_mi > 0, "privacy.match_mi must be positive (nats)")
-            matched = epsilon_matching_mi(self.match_mi, 0.0 if self.accountant == "pure" else self.delta)
-            _require(
-                self.epsilon is None or math.isclose(self.epsilon, matched, rel_tol=1e-9),
-                f"privacy.epsilon = {self.epsilon} disagrees with privacy.match_mi = {self.match_mi} "
-                f"(matched ε = {matched:.6g}); set only one",
-            )
-            self.epsilon = matched
-        _require(
-            self.epsilon is not None and self.epsilon > 0,
-            f"{name} needs privacy.epsilon > 0 (or privacy.match_mi, an MI budget to match)",
-        )
 
     def _resolve_match_epsilon(self) -> None:
-        """Set the paczero-mi budget to the MI whose attack-success bound equals that of (ε, δ)-DP."""
+        """Set the MI budget to the MI whose attack-success bound equals that of (ε, δ)-DP."""
         from paczero.channel import mi_matching_epsilon
 
-        _require(
-            self.mechanism == "paczero-mi",
-            "privacy.match_epsilon sets a paczero-mi budget (paczero-zpl already has I = 0)",
-        )
         _require(self.match_epsilon > 0, "privacy.match_epsilon must be positive")
         matched = mi_matching_epsilon(self.match_epsilon, self.delta)
         _require(

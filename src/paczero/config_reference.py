@@ -122,7 +122,7 @@ def _mechanisms() -> str:
 
 
 def _accountants() -> str:
-    from paczero.accountants import ACCOUNTANTS
+    from paczero.privacy.dp import ACCOUNTANTS
 
     return "; ".join(f"{noise}: {_join(names)}" for noise, names in ACCOUNTANTS.items())
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from paczero.autobatch import resolve_micro_batch_size
-from paczero.checkpoint import public_run_config
 from paczero.config import ConfigError, RunConfig
 from paczero.models import LoadedModel, load_finetuned, load_model
+from paczero.rundir import public_run_config
 from paczero.tasks import build_objective, load_splits
 from paczero.trunk import forward_model as trunk_forward_model
 

@@ -1,7 +1,6 @@
 """The released transcript as the model: the weight-change sequence of a step, the hash chain, and replay.
 
-Weights change only through :meth:`Directions.apply`, and :class:`StepWalk` is the one place that decides
-which ``apply`` calls a step makes; training and replay both go through it, so they cannot drift apart.
+Weights change only through the ZO engine's ``StepWalk`` (``paczero.zo``), which training and replay share.
 Replaying a run's ``steps.jsonl`` (seeds, learning rate, released update values) from θ_0 therefore
 reproduces its trainable weights bitwise (fp32), with no forward pass.
 
@@ -18,13 +17,10 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from paczero.rundir import atomic_write
-from paczero.zo import Directions
-
-if TYPE_CHECKING:
-    from paczero.mechanisms.base import Mechanism
+from paczero.rundir import atomic_write, public_run_config
+from paczero.zo import Directions, replay_step
 
 FORMAT = "paczero-transcript-v1"
 TRANSCRIPT = "steps.jsonl"
@@ -38,57 +34,36 @@ UNBOUND_KEYS = (
 )
 
 
+@dataclass
+class StepRecord:
+    """One line of ``steps.jsonl``: the public transcript of a step and its diagnostics."""
+
+    step: int
+    lr: float
+    seeds: list[int]
+    released: list[float]  # Y_t per direction, as published (bit or noisy value)
+    update: list[float]  # b_t per direction: θ ← θ − (lr/K)·Σ b·z
+    kinds: list[str]
+    unanimous: list[bool]
+    positive_fraction: list[float]  # fraction of candidate subsets whose mean is >= 0
+    q_plus: list[float | None]
+    sigma: list[float | None]
+    mi_step: float | None
+    mi_spent: float | None
+    loss: float | None  # mean of (l+ + l−)/2 over the pool: no extra forward pass; None for DP (private)
+    clip_fraction: float | None  # None for DP: it depends on the private batch
+    nonfinite: int | None
+    epsilon_spent: float | None = None  # DP: ε after this step at the run's δ
+
+    @classmethod
+    def from_line(cls, line: str | dict[str, Any]) -> StepRecord:
+        """The record of a ``steps.jsonl`` line (text or parsed), without the chain's ``prev_hash``."""
+        raw = json.loads(line) if isinstance(line, str) else line
+        return cls(**{k: v for k, v in raw.items() if k != "prev_hash"})
+
+
 class TranscriptError(ValueError):
     """A transcript that fails verification: tampered, reordered, truncated or not a transcript."""
-
-
-class StepWalk:
-    """The exact sequence of weight changes in one step, shared by ``Trainer.step`` and replay.
-
-    ``plus(seed)`` moves θ to θ+εz (fused with restoring the previous direction), ``minus(seed)`` to θ−εz,
-    ``update(seed, value)`` queues θ ← θ − step_size·value·z (the mechanism's step size), ``commit()``
-    marks the step complete, and ``finish()`` restores θ and applies the queued updates in one fused pass, or
-    only restores θ if the step never committed.
-    """
-
-    def __init__(self, directions: Directions, eps: float, step_size: float):
-        self.directions, self.eps = directions, eps
-        self.scale = step_size
-        self.pending: list[tuple[int, float]] = []  # what brings the weights back to θ
-        self.updates: list[tuple[int, float]] = []
-        self.committed = False
-
-    def plus(self, seed: int) -> None:
-        self.directions.apply([*self.pending, (seed, self.eps)])
-        self.pending = [(seed, -self.eps)]
-
-    def minus(self, seed: int) -> None:
-        self.directions.apply([(seed, -2.0 * self.eps)])
-        self.pending = [(seed, self.eps)]
-
-    def update(self, seed: int, value: float) -> None:
-        self.updates.append((seed, -self.scale * value))
-
-    def commit(self) -> None:
-        self.committed = True
-
-    def finish(self) -> None:
-        self.directions.apply([*self.pending, *(self.updates if self.committed else [])])
-        self.pending, self.updates = [], []
-
-
-def replay_step(
-    directions: Directions, eps: float, record: dict[str, Any], mechanism: type[Mechanism]
-) -> None:
-    """Apply one released step record (seeds, lr, update values) to the weights, exactly as training did."""
-    seeds, values = record["seeds"], record["update"]
-    walk = StepWalk(directions, eps, mechanism.step_size(record["lr"], len(seeds)))
-    for seed, value in zip(seeds, values, strict=True):
-        walk.plus(seed)
-        walk.minus(seed)
-        walk.update(seed, value)
-    walk.commit()
-    walk.finish()
 
 
 def bound_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -216,7 +191,6 @@ def replay(run_dir: str | Path, base: str | None = None, step: int | None = None
     LoRA init. ``step`` defaults to the run's selected (best-dev) step from ``summary.json``, else the last
     step. Returns the loaded model (a :class:`~paczero.models.LoadedModel`) and a :class:`ReplayResult`.
     """
-    from paczero.checkpoint import public_run_config
     from paczero.config import load_config
     from paczero.mechanisms import get_mechanism
     from paczero.models import load_model
@@ -241,6 +215,7 @@ def replay(run_dir: str | Path, base: str | None = None, step: int | None = None
     directions = Directions([p for _, p in loaded.trainable])
     mechanism = get_mechanism(cfg.privacy.mechanism)
     for record in records[:step]:
-        replay_step(directions, cfg.train.zo_eps, record, mechanism)
+        step_size = mechanism.step_size(record["lr"], len(record["seeds"]))
+        replay_step(directions, cfg.train.zo_eps, record["seeds"], record["update"], step_size)
     head = json.loads((run_dir / HEAD).read_text())["head"]
     return loaded, ReplayResult(steps=step, records=len(records), head=head)

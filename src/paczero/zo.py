@@ -3,7 +3,9 @@
 A direction z ~ N(0, I_d) is never stored: it is regenerated tensor by tensor from its public seed with a
 dedicated ``torch.Generator``, so K directions cost no parameter-sized buffer. Every change to the weights
 is a list of ``(seed, coefficient)`` pairs applied in one pass, which is how restore and update are fused:
-after the minus perturbation, θ ← θ + (ε − η·b)·z is a single regeneration of z.
+after the minus perturbation, θ ← θ + (ε − η·b)·z is a single regeneration of z. :class:`StepWalk` is the
+one place that decides which ``apply`` calls a step makes; training and replay both go through it, so a
+replay of the released transcript reproduces the trained weights bitwise.
 """
 
 from __future__ import annotations
@@ -87,9 +89,49 @@ def two_point_estimate(plus: torch.Tensor, minus: torch.Tensor, eps: float) -> E
     return Estimate(g=g, loss=loss, n_nonfinite=int(bad.sum()))
 
 
-def clip(g: np.ndarray, c: float | None) -> tuple[np.ndarray, float]:
-    """Per-example clip g_i·min(1, c/|g_i|); returns the clipped values and the fraction clipped."""
-    if c is None or c <= 0:
-        return g, 0.0
-    over = np.abs(g) > c
-    return np.clip(g, -c, c), float(over.mean()) if g.size else 0.0
+class StepWalk:
+    """The exact sequence of weight changes in one step, shared by training and replay.
+
+    ``plus(seed)`` moves θ to θ+εz (fused with restoring the previous direction), ``minus(seed)`` to θ−εz,
+    ``update(seed, value)`` queues θ ← θ − step_size·value·z (the mechanism's step size), ``commit()``
+    marks the step complete, and ``finish()`` restores θ and applies the queued updates in one fused pass, or
+    only restores θ if the step never committed.
+    """
+
+    def __init__(self, directions: Directions, eps: float, step_size: float):
+        self.directions, self.eps = directions, eps
+        self.scale = step_size
+        self.pending: list[tuple[int, float]] = []  # what brings the weights back to θ
+        self.updates: list[tuple[int, float]] = []
+        self.committed = False
+
+    def plus(self, seed: int) -> None:
+        self.directions.apply([*self.pending, (seed, self.eps)])
+        self.pending = [(seed, -self.eps)]
+
+    def minus(self, seed: int) -> None:
+        self.directions.apply([(seed, -2.0 * self.eps)])
+        self.pending = [(seed, self.eps)]
+
+    def update(self, seed: int, value: float) -> None:
+        self.updates.append((seed, -self.scale * value))
+
+    def commit(self) -> None:
+        self.committed = True
+
+    def finish(self) -> None:
+        self.directions.apply([*self.pending, *(self.updates if self.committed else [])])
+        self.pending, self.updates = [], []
+
+
+def replay_step(
+    directions: Directions, eps: float, seeds: Sequence[int], values: Sequence[float], step_size: float
+) -> None:
+    """Apply one released step (its seeds and update values) to the weights, exactly as training did."""
+    walk = StepWalk(directions, eps, step_size)
+    for seed, value in zip(seeds, values, strict=True):
+        walk.plus(seed)
+        walk.minus(seed)
+        walk.update(seed, value)
+    walk.commit()
+    walk.finish()

@@ -10,43 +10,14 @@ from __future__ import annotations
 
 from abc import ABC
 from dataclasses import dataclass, field
-from enum import Enum
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
+from paczero.mechanisms.clipping import clip
+from paczero.privacy.ledger import Guarantee, Ledger
+from paczero.privacy.pac import PacLedger
 from paczero.subsets import CandidateSubsets, Secret
-from paczero.zo import clip
-
-if TYPE_CHECKING:
-    from paczero.accounting import PacLedger
-
-
-class Guarantee(str, Enum):
-    """What a mechanism promises about the secret; its value is the name written in summaries."""
-
-    NONE = "none"  # non-private reference
-    ZERO_MI = "zero-mi"  # I(S*; Y_1:T) = 0
-    MI_BUDGET = "mi-budget"  # I(S*; Y_1:T) <= B nats
-    UNBOUNDED_LEAK = "unbounded-leak"  # reads J without noise (ablations, negative controls)
-    DP = "dp"  # (ε, δ)-DP of every pool example
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def bounds_mi(self) -> bool:
-        """Whether the ledger's MI total bounds what the run reveals about J."""
-        return self in (Guarantee.ZERO_MI, Guarantee.MI_BUDGET)
-
-    @property
-    def is_dp(self) -> bool:
-        return self is Guarantee.DP
-
-    @property
-    def spends_budget(self) -> bool:
-        """Whether releases are noisy and charged against a budget (MI or ε)."""
-        return self in (Guarantee.MI_BUDGET, Guarantee.DP)
 
 
 @dataclass(frozen=True)
@@ -155,6 +126,8 @@ class Mechanism(ABC):
     name: ClassVar[str]
     reads_secret: ClassVar[bool]
     guarantee: ClassVar[Guarantee]
+    releases_means: ClassVar[bool] = False  # an exact release is a subset's mean, not its sign (raw_half)
+    negative_control: ClassVar[bool] = False  # the leak the secret-independence audit must catch
 
     def __init__(self, secret: Secret | None, rng: np.random.Generator):
         if self.reads_secret and secret is None:
@@ -163,11 +136,65 @@ class Mechanism(ABC):
         self.rng = rng
 
     @classmethod
+    def check_privacy(cls, privacy: Any) -> None:
+        """Check (and complete) the run's ``privacy`` config section for this mechanism; ValueError if wrong.
+
+        Keys that only DP mechanisms read must be unset, and an MI budget is needed exactly when the
+        guarantee spends one. Mechanisms with keys of their own override this.
+        """
+        for key in ("epsilon", "sampling_rate", "accountant", "match_mi"):
+            if getattr(privacy, key) is not None:
+                raise ValueError(f"privacy.{key} applies to DP mechanisms only")
+        if privacy.noise != "gaussian":
+            raise ValueError("privacy.noise applies to DP mechanisms only")
+        if privacy.match_epsilon is not None and cls.guarantee is not Guarantee.MI_BUDGET:
+            raise ValueError(
+                f"privacy.match_epsilon sets an MI budget, which {cls.name} does not spend "
+                "(a zero-MI mechanism already has I = 0)"
+            )
+        if cls.guarantee is Guarantee.MI_BUDGET and privacy.budget is None and privacy.match_epsilon is None:
+            raise ValueError(f"{cls.name} needs privacy.budget (MI in nats, e.g. 0.33)")
+
+    @classmethod
+    def new_ledger(cls, privacy: Any, train: Any, pool_size: int) -> Ledger:
+        """The run's ledger, from its ``privacy`` and ``train`` config sections: MI over T·K releases."""
+        budget = privacy.budget if cls.guarantee is Guarantee.MI_BUDGET else None
+        return PacLedger(privacy.subsets, train.steps * train.directions, budget, privacy.budget_schedule)
+
+    @classmethod
     def step_size(cls, lr: float, directions: int) -> float:
         """The factor of Σ_k update_k·z_k in the weight update: η/K, each direction released on its own."""
         return lr / directions
 
-    def release_step(self, step: StepEstimates, ledger: PacLedger) -> StepRelease:
+    @classmethod
+    def released_values(cls, step: StepInput) -> np.ndarray:
+        """What each candidate subset would release without noise: its sign (or mean, ``releases_means``)."""
+        return step.means if cls.releases_means else step.signs
+
+    @classmethod
+    def log_likelihood(
+        cls, kind: str, observed: float, sigma: float | None, step: StepInput
+    ) -> np.ndarray | None:
+        """log P(Y = observed | J = k) for every candidate k, up to a constant; None when Y says nothing of J.
+
+        The one place release likelihoods are computed: the ledger's posterior and the audit's attacker both
+        use it. exact: the candidate's noiseless value must equal Y; noisy: Gaussian around its sign.
+        """
+        if kind in ("unanimous", "coin", "public"):
+            return None
+        values = cls.released_values(step)
+        if kind == "exact":
+            same = (
+                np.isclose(values, observed, rtol=1e-12, atol=0.0)
+                if cls.releases_means
+                else values == observed
+            )
+            return np.where(same, 0.0, -np.inf)
+        if kind == "noisy":
+            return -((observed - values) ** 2) / (2.0 * sigma**2)
+        raise ValueError(f"release kind {kind!r} has no likelihood model")
+
+    def release_step(self, step: StepEstimates, ledger: Ledger) -> StepRelease:
         """Release every direction of a step in turn: clip, aggregate over the subsets, release, charge."""
         out = StepRelease()
         fractions = []
@@ -181,7 +208,7 @@ class Mechanism(ABC):
         out.clip_fraction = float(np.mean(fractions))
         return out
 
-    def release(self, step: StepInput, ledger: PacLedger) -> Release:
+    def release(self, step: StepInput, ledger: Ledger) -> Release:
         """Publish Y_t for one direction (mechanisms that release directions one at a time)."""
         raise TypeError(f"{self.name} releases a step at once: call release_step")
 
@@ -195,6 +222,21 @@ def register(cls: type[Mechanism]) -> type[Mechanism]:
         raise ValueError(f"mechanism {cls.name!r} is registered twice")
     MECHANISMS[cls.name] = cls
     return cls
+
+
+def get_mechanism(name: str) -> type[Mechanism]:
+    """The registered class for ``name``, with a clear error listing the known names."""
+    try:
+        return MECHANISMS[name]
+    except KeyError:
+        known = ", ".join(sorted(MECHANISMS))
+        raise ValueError(f"unknown mechanism {name!r}; known mechanisms: {known}") from None
+
+
+def negative_control() -> type[Mechanism]:
+    """The registered leak that the secret-independence audit runs to show it catches one."""
+    (control,) = [cls for cls in MECHANISMS.values() if cls.negative_control]
+    return control
 
 
 def sign(x: float) -> float:

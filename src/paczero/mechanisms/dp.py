@@ -2,21 +2,23 @@
 
 These release all K directions of a step at once: an example's K estimates are clipped together, so they
 override ``release_step`` and work on the (batch × K) matrix. They read no secret index; the privacy unit is
-one example of the pool under add/remove-one neighbours (see ``accountants.py``).
+one example of the pool under add/remove-one neighbours (see ``paczero.privacy.dp``).
 """
 
 from __future__ import annotations
 
+import math
 from abc import abstractmethod
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from paczero.mechanisms.base import Guarantee, Mechanism, StepEstimates, StepRelease, register
-
-if TYPE_CHECKING:
-    from paczero.accountants import DpLedger, DpPlan
+from paczero.channel import epsilon_matching_mi
+from paczero.mechanisms.base import Mechanism, StepEstimates, StepRelease, register
+from paczero.mechanisms.clipping import clip_rows
+from paczero.privacy.dp import ACCOUNTANTS, DpLedger, DpPlan, default_accountant
+from paczero.privacy.ledger import Guarantee
 
 
 @dataclass
@@ -33,15 +35,6 @@ class JointRelease:
     charged: bool = field(default=False, repr=False)
 
 
-def clip_rows(v: np.ndarray, c: float) -> tuple[np.ndarray, float]:
-    """Scale each row v_i by min(1, C/‖v_i‖₂); returns the clipped rows and the fraction that were scaled."""
-    if v.shape[0] == 0:
-        return v, 0.0
-    norms = np.linalg.norm(v, axis=1)
-    scale = c / np.maximum(norms, c)
-    return v * scale[:, None], float((norms > c).mean())
-
-
 class JointMechanism(Mechanism):
     """Base of the DP baselines: per-example vectors v_i, clipped in L2 to C, summed over the Poisson batch,
     noised, divided by the expected batch q·N. Reads no secret; the guarantee is (ε, δ)-DP from the ledger."""
@@ -56,6 +49,56 @@ class JointMechanism(Mechanism):
     def step_size(cls, lr: float, directions: int) -> float:
         """η: the released g̃ is already a per-direction average over the batch."""
         return lr
+
+    @classmethod
+    def check_privacy(cls, privacy: Any) -> None:
+        """Check the DP keys; fill in the default accountant and the ε matched to ``match_mi``."""
+        name, noise = cls.name, privacy.noise
+        if noise not in cls.noises:
+            raise ValueError(f"{name} adds {' or '.join(cls.noises)} noise, not {noise!r}")
+        privacy.accountant = privacy.accountant or default_accountant(noise)
+        if privacy.accountant not in ACCOUNTANTS[noise]:
+            known = " or ".join(ACCOUNTANTS[noise])
+            raise ValueError(f"{noise} noise is accounted with {known}, not {privacy.accountant!r}")
+        if privacy.sampling_rate is None or not 0 < privacy.sampling_rate <= 1:
+            raise ValueError(
+                f"{name} needs privacy.sampling_rate in (0, 1]: the Poisson rate q (expected batch q·N)"
+            )
+        if privacy.accountant != "pure" and privacy.delta <= 0:
+            raise ValueError(f"{name} with {noise} noise needs privacy.delta > 0")
+        if privacy.match_epsilon is not None:
+            raise ValueError(f"privacy.match_epsilon sets an MI budget, which {name} does not spend")
+        if privacy.match_mi is not None:
+            if privacy.match_mi <= 0:
+                raise ValueError("privacy.match_mi must be positive (nats)")
+            matched = epsilon_matching_mi(
+                privacy.match_mi, 0.0 if privacy.accountant == "pure" else privacy.delta
+            )
+            if privacy.epsilon is not None and not math.isclose(privacy.epsilon, matched, rel_tol=1e-9):
+                raise ValueError(
+                    f"privacy.epsilon = {privacy.epsilon} disagrees with privacy.match_mi = "
+                    f"{privacy.match_mi} (matched ε = {matched:.6g}); set only one"
+                )
+            privacy.epsilon = matched
+        if privacy.epsilon is None or privacy.epsilon <= 0:
+            raise ValueError(f"{name} needs privacy.epsilon > 0 (or privacy.match_mi, an MI budget to match)")
+
+    @classmethod
+    def new_ledger(cls, privacy: Any, train: Any, pool_size: int) -> DpLedger:
+        """(ε, δ) composition of one Poisson-subsampled noise event per step; dp-zo's C bounds the loss
+        difference l⁺ − l⁻ = 2ε_zo·g, so the ledger's C is in g units."""
+        scale = 2.0 * train.zo_eps if cls.clips_loss_difference else 1.0
+        plan = DpPlan.build(
+            epsilon=privacy.epsilon,
+            delta=privacy.delta,
+            steps=train.steps,
+            sampling_rate=privacy.sampling_rate,
+            clip=train.clip / scale,
+            pool_size=pool_size,
+            noise=privacy.noise,
+            accountant=privacy.accountant,
+        )
+        return DpLedger(plan)
 
     def release_step(self, step: StepEstimates, ledger: DpLedger) -> StepRelease:
         """Release the step's K-vector and charge one DP event; the batch and its diagnostics stay secret."""

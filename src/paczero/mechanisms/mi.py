@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from paczero.channel import binary_entropy, binary_gaussian_mi, binary_gaussian_sigma
-from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput, register, sign
+from paczero.mechanisms.base import Mechanism, Release, StepInput, register, sign
+from paczero.privacy.ledger import BudgetExhausted, Guarantee
 
 NEAR_UNANIMOUS = 1e-12
 ENTROPY_CAP = 0.999
@@ -42,7 +43,7 @@ class PACZeroMI(Mechanism):
                 kind="exact",
                 cost=h,
                 q_plus=q,
-                log_likelihood=np.where(step.signs == s_j, 0.0, -np.inf),
+                log_likelihood=self.log_likelihood("exact", s_j, None, step),
             )
         beta = min(allowance, ENTROPY_CAP * h)
         if beta <= 0.0:
@@ -56,9 +57,5 @@ class PACZeroMI(Mechanism):
             cost=binary_gaussian_mi(q, sigma),
             sigma=sigma,
             q_plus=q,
-            log_likelihood=-((y - step.signs) ** 2) / (2.0 * sigma**2),
+            log_likelihood=self.log_likelihood("noisy", y, sigma, step),
         )
-
-
-class BudgetExhausted(RuntimeError):
-    """Raised when a release would need MI that the budget no longer has."""

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import numpy as np
-
-from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput, register, sign
+from paczero.mechanisms.base import Mechanism, Release, StepInput, register, sign
+from paczero.privacy.ledger import Guarantee
 
 
 @register
@@ -41,6 +40,7 @@ class RawHalf(Mechanism):
     name = "raw_half"
     reads_secret = True
     guarantee = Guarantee.UNBOUNDED_LEAK
+    releases_means = True
 
     def release(self, step: StepInput, ledger) -> Release:
         value = float(step.means[self._secret.reveal()])
@@ -49,7 +49,7 @@ class RawHalf(Mechanism):
             observed=value,
             kind="exact",
             cost=None,
-            log_likelihood=np.where(step.means == value, 0.0, -np.inf),
+            log_likelihood=self.log_likelihood("exact", value, None, step),
         )
 
 
@@ -61,6 +61,7 @@ class QuantHalf(Mechanism):
     name = "quant_half"
     reads_secret = True
     guarantee = Guarantee.UNBOUNDED_LEAK
+    negative_control = True
 
     def release(self, step: StepInput, ledger) -> Release:
         value = step.signs[self._secret.reveal()]
@@ -69,7 +70,7 @@ class QuantHalf(Mechanism):
             observed=value,
             kind="exact",
             cost=None,
-            log_likelihood=np.where(step.signs == value, 0.0, -np.inf),
+            log_likelihood=self.log_likelihood("exact", value, None, step),
         )
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput, register
+from paczero.mechanisms.base import Mechanism, Release, StepInput, register
+from paczero.privacy.ledger import Guarantee
 
 
 @register

@@ -13,8 +13,7 @@ import numpy as np
 from scipy.special import logsumexp
 
 from paczero.channel import attack_bound_from_mi, epsilon_matching_mi
-from paczero.mechanisms.base import Guarantee, Release
-from paczero.mechanisms.mi import BudgetExhausted
+from paczero.privacy.ledger import BudgetExceeded, Guarantee, Ledger
 
 SCHEDULES = ("adaptive", "uniform")
 
@@ -35,11 +34,7 @@ class LedgerSummary:
     exact: int
 
 
-class BudgetExceeded(BudgetExhausted):
-    """A release whose charge would take the ledger past its budget: refused, nothing counted."""
-
-
-class PacLedger:
+class PacLedger(Ledger):
     """MI accounting over ``releases`` planned releases (T·K) with an optional budget B in nats."""
 
     def __init__(self, m: int, releases: int, budget: float | None = None, schedule: str = "adaptive"):
@@ -96,7 +91,7 @@ class PacLedger:
             "epsilon_spent": None,
         }
 
-    def charge(self, release: Release) -> None:
+    def charge(self, release: Any) -> None:
         """Account for one release exactly once: add its cost and update the posterior by Bayes' rule."""
         if release.charged:
             raise RuntimeError("this release was already charged")

@@ -16,7 +16,7 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import dp_accounting
 import numpy as np
@@ -25,10 +25,7 @@ from dp_accounting.privacy_accountant import NeighboringRelation
 from dp_accounting.rdp.rdp_privacy_accountant import DEFAULT_RDP_ORDERS, compute_epsilon
 
 from paczero.channel import attack_bound_from_dp, mi_matching_epsilon
-from paczero.mechanisms.mi import BudgetExhausted
-
-if TYPE_CHECKING:
-    from paczero.config import RunConfig
+from paczero.privacy.ledger import BudgetExhausted, Guarantee, Ledger
 
 NOISES = ("gaussian", "laplace")
 ACCOUNTANTS = {"gaussian": ("rdp", "pld"), "laplace": ("pure", "pld")}
@@ -206,24 +203,6 @@ class DpPlan:
             noise_multiplier=multiplier,
         )
 
-    @classmethod
-    def for_run(cls, cfg: RunConfig, pool_size: int) -> DpPlan:
-        """The plan of a configured DP run; dp-zo's C bounds the loss difference l⁺ − l⁻ = 2ε_zo·g."""
-        from paczero.mechanisms import get_mechanism
-
-        pc, tc = cfg.privacy, cfg.train
-        scale = 2.0 * tc.zo_eps if get_mechanism(pc.mechanism).clips_loss_difference else 1.0
-        return cls.build(
-            epsilon=pc.epsilon,
-            delta=pc.delta,
-            steps=tc.steps,
-            sampling_rate=pc.sampling_rate,
-            clip=tc.clip / scale,
-            pool_size=pool_size,
-            noise=pc.noise,
-            accountant=pc.accountant,
-        )
-
 
 @dataclass
 class DpLedgerSummary:
@@ -246,7 +225,7 @@ class DpLedgerSummary:
     mi_budget: None = None
 
 
-class DpLedger:
+class DpLedger(Ledger):
     """Charges one Poisson-subsampled noise event per step; ε spent is re-priced from the step count.
 
     It never touches tensors or data. It refuses a step whose ε would exceed the target, and a release twice.
@@ -278,7 +257,7 @@ class DpLedger:
         """The step's Poisson sample of the pool at the plan's rate, from the secret sampling generator."""
         return poisson_sample(rng, n, self.plan.sampling_rate)
 
-    def step_fields(self, guarantee: Any, cost: float | None) -> dict[str, float | None]:
+    def step_fields(self, guarantee: Guarantee, cost: float | None) -> dict[str, float | None]:
         """What a step record publishes about the accounting: ε spent after this step at the run's δ."""
         return {"mi_step": None, "mi_spent": None, "epsilon_spent": self.epsilon_spent}
 
@@ -304,10 +283,10 @@ class DpLedger:
             raise ValueError(f"the saved DP ledger was planned as {saved}, this run as {asdict(self.plan)}")
         self.steps = int(state["steps"])
 
-    def summary(self, guarantee: Any) -> DpLedgerSummary:
+    def summary(self, guarantee: Guarantee) -> DpLedgerSummary:
         eps, plan = self.epsilon_spent, self.plan
         return DpLedgerSummary(
-            guarantee=str(getattr(guarantee, "value", guarantee)),
+            guarantee=Guarantee(guarantee).value,
             epsilon_spent=eps,
             epsilon=plan.epsilon,
             delta=plan.delta,
