@@ -278,9 +278,10 @@ class DpLedger(Ledger):
         return {"kind": "dp", "plan": asdict(self.plan), "steps": self.steps}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        saved = (state.get("kind"), state.get("plan"))
-        if saved != ("dp", asdict(self.plan)):
-            raise ValueError(f"the saved DP ledger was planned as {saved}, this run as {asdict(self.plan)}")
+        plan = {"kind": "dp", "plan": asdict(self.plan)}
+        saved = {key: state.get(key) for key in plan}
+        if saved != plan:
+            raise ValueError(f"the saved DP ledger was planned as {saved}, this run as {plan}")
         self.steps = int(state["steps"])
 
     def summary(self, guarantee: Guarantee) -> DpLedgerSummary:

@@ -110,8 +110,12 @@ class PacLedger(Ledger):
             self.unbounded = True
         else:
             self.spent += release.cost
-        if release.log_likelihood is not None:
-            self.log_post = self.log_post + release.log_likelihood
+        self.observe(release.log_likelihood)
+
+    def observe(self, log_likelihood: np.ndarray | None) -> None:
+        """Bayes' rule over the candidates for one release (None: the release says nothing about J)."""
+        if log_likelihood is not None:
+            self.log_post = self.log_post + log_likelihood
             self.log_post -= logsumexp(self.log_post)
 
     def state_dict(self) -> dict[str, Any]:
