@@ -33,45 +33,34 @@ class QuantFull(Mechanism):
         return Release(value=value, observed=value, kind="public", cost=None)
 
 
+class SecretHalf(Mechanism):
+    """Reads J; releases the secret subset's noiseless value (its sign, or its mean with ``releases_means``).
+    Leaks J without bound."""
+
+    reads_secret = True
+    guarantee = Guarantee.UNBOUNDED_LEAK
+
+    def release(self, step: StepInput, ledger) -> Release:
+        value = float(self.released_values(step)[self._secret.reveal()])
+        likelihood = self.log_likelihood("exact", value, None, step)
+        return Release(value=value, observed=value, kind="exact", cost=None, log_likelihood=likelihood)
+
+
 @register
-class RawHalf(Mechanism):
+class RawHalf(SecretHalf):
     """Reads J; releases the raw secret-subset mean m_J. Leaks J without bound (ablation only)."""
 
     name = "raw_half"
-    reads_secret = True
-    guarantee = Guarantee.UNBOUNDED_LEAK
     releases_means = True
-
-    def release(self, step: StepInput, ledger) -> Release:
-        value = float(step.means[self._secret.reveal()])
-        return Release(
-            value=value,
-            observed=value,
-            kind="exact",
-            cost=None,
-            log_likelihood=self.log_likelihood("exact", value, None, step),
-        )
 
 
 @register
-class QuantHalf(Mechanism):
+class QuantHalf(SecretHalf):
     """Reads J; releases sign(m_J) with no noise. Leaks J without bound: the negative control of ZPL's
     secret-independence test."""
 
     name = "quant_half"
-    reads_secret = True
-    guarantee = Guarantee.UNBOUNDED_LEAK
     negative_control = True
-
-    def release(self, step: StepInput, ledger) -> Release:
-        value = step.signs[self._secret.reveal()]
-        return Release(
-            value=value,
-            observed=value,
-            kind="exact",
-            cost=None,
-            log_likelihood=self.log_likelihood("exact", value, None, step),
-        )
 
 
 @register
