@@ -31,7 +31,7 @@ from paczero.mechanisms import BudgetExhausted, Guarantee, Mechanism, get_mechan
 from paczero.mechanisms.base import StepEstimates
 from paczero.models import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
 from paczero.plots import open_tensorboard
-from paczero.report import model_card, privacy_context, privacy_statement
+from paczero.report.card import model_card, privacy_context, privacy_statement
 from paczero.rundir import (
     INSECURE_NOTE,
     STATE,
