@@ -7,9 +7,9 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from paczero import plots
 from paczero.cli import main
-from paczero.plots import TensorBoardLog, open_tensorboard, write_report
+from paczero.report import html as plots
+from paczero.report.html import TensorBoardLog, open_tensorboard, write_report
 from paczero.trainer import Trainer
 from tests.conftest import tiny_config
 

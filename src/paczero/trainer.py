@@ -30,8 +30,8 @@ from paczero.distributed import assemble, broadcast_object, init_from_env, per_r
 from paczero.mechanisms import BudgetExhausted, Guarantee, Mechanism, get_mechanism
 from paczero.mechanisms.base import StepEstimates
 from paczero.models import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
-from paczero.plots import open_tensorboard
 from paczero.report.card import model_card, privacy_context, privacy_statement
+from paczero.report.html import open_tensorboard
 from paczero.rundir import (
     INSECURE_NOTE,
     STATE,

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from paczero.figures import PERCENT_METRICS
 from paczero.mechanisms.base import Guarantee
+from paczero.report.figures import PERCENT_METRICS
 from paczero.rundir import INSECURE_NOTE
 
 TRACKS = {"lora": "LoRA", "full": "full-weight"}

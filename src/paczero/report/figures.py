@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
 if TYPE_CHECKING:
-    from paczero.plots import RunData
+    from paczero.report.html import RunData
 
 Drawn = tuple[Figure, str | None]
 PERCENT_METRICS = frozenset({"accuracy", "f1", "exact_match"})  # scores in [0, 1] shown as percentages

@@ -24,7 +24,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from paczero.figures import (
+from paczero.mechanisms.base import Guarantee
+from paczero.report.figures import (
     fig_dev,
     fig_frontier,
     fig_privacy,
@@ -35,8 +36,7 @@ from paczero.figures import (
     smoothing_window,
     window_label,
 )
-from paczero.mechanisms.base import Guarantee
-from paczero.report_words import (
+from paczero.report.words import (
     fmt_metric,
     fmt_number,
     guarantee_of,
