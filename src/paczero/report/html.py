@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from paczero.mechanisms.base import Guarantee
 from paczero.report.figures import (
     fig_dev,
     fig_frontier,
@@ -36,71 +35,17 @@ from paczero.report.figures import (
     smoothing_window,
     window_label,
 )
+from paczero.report.run_data import RunData, find_runs
 from paczero.report.words import (
     fmt_metric,
     fmt_number,
-    guarantee_of,
     privacy_in_words,
     run_in_words,
     utility_in_words,
 )
 from paczero.rundir import PRIVATE, private_dir
 
-__all__ = ["RunData", "Report", "find_runs", "write_report", "open_tensorboard", "TensorBoardLog"]
-
-
-@dataclass
-class RunData:
-    """The public outputs of one finished run."""
-
-    path: Path
-    summary: dict[str, Any]
-    records: list[dict[str, Any]]
-
-    @classmethod
-    def load(cls, path: str | Path) -> RunData:
-        path = Path(path)
-        summary_file = path / "summary.json"
-        if not summary_file.is_file():
-            raise FileNotFoundError(f"{path} is not a finished run: no summary.json")
-        steps = path / "steps.jsonl"
-        lines = steps.read_text().splitlines() if steps.is_file() else []
-        return cls(path, json.loads(summary_file.read_text()), [json.loads(x) for x in lines if x.strip()])
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(step, value) for a per-step field, dropping steps where it is null."""
-        pairs = [(r["step"], r[key]) for r in self.records if r.get(key) is not None]
-        return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
-
-    def per_release(self, key: str) -> np.ndarray:
-        """A per-direction field flattened over all releases, nulls dropped."""
-        return np.array([v for r in self.records for v in r.get(key) or [] if v is not None], float)
-
-    def utility(self) -> tuple[str, float | None]:
-        """The headline utility: the primary metric (accuracy by default) on test, else on selected dev."""
-        metric = self.summary.get("primary_metric", "accuracy")
-        for split, metrics in (("test", self.summary.get("test")), ("dev", self._dev())):
-            if metrics and metrics.get(metric) is not None:
-                return f"{split} {metric}", float(metrics[metric])
-        return metric, None
-
-    def _dev(self) -> dict[str, Any] | None:
-        return (self.summary.get("dev") or {}).get("selected")
-
-    @property
-    def guarantee(self) -> Guarantee:
-        """The run's guarantee (zero-mi, mi-budget, dp, none or unbounded-leak)."""
-        return guarantee_of(self.summary)
-
-
-def find_runs(directory: str | Path) -> list[Path]:
-    """Every run directory (holding summary.json) strictly below ``directory``, sorted by path."""
-    root = Path(directory)
-    return sorted(p.parent for p in root.rglob("summary.json") if p.parent != root)
+__all__ = ["Report", "write_report", "open_tensorboard", "TensorBoardLog"]
 
 
 @dataclass
