@@ -31,7 +31,6 @@ from paczero.mechanisms import BudgetExhausted, Guarantee, Mechanism, get_mechan
 from paczero.mechanisms.base import StepEstimates
 from paczero.models import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
 from paczero.report.card import model_card, privacy_context, privacy_statement
-from paczero.report.html import open_tensorboard
 from paczero.rundir import (
     INSECURE_NOTE,
     STATE,
@@ -49,6 +48,7 @@ from paczero.subsets import (
     privacy_generators,
 )
 from paczero.tasks import Objective, PreparedSet, Splits, build_objective, load_splits
+from paczero.tensorboard import open_tensorboard
 from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash, replay_step
 from paczero.trunk import forward_model as trunk_forward_model
 from paczero.zo import Directions, Estimate, two_point_estimate

@@ -1,4 +1,4 @@
-"""Figures and a self-contained HTML report for a run directory or a comparison of runs; TensorBoard logging.
+"""Figures and a self-contained HTML report for a run directory or a comparison of runs.
 
 ``write_report(DIR)`` reads only the public outputs of a run (summary.json, steps.jsonl, privacy.md) — never
 the private area, never timings — and writes PNG files and ``report.html`` (PNGs inlined as base64, no
@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib.figure import Figure
 
 from paczero.report.figures import (
@@ -45,7 +43,7 @@ from paczero.report.words import (
 )
 from paczero.rundir import PRIVATE, private_dir
 
-__all__ = ["Report", "write_report", "open_tensorboard", "TensorBoardLog"]
+__all__ = ["Report", "write_report"]
 
 
 @dataclass
@@ -263,34 +261,3 @@ def _caption(name: str, runs: list[RunData]) -> tuple[str, str]:
             "release: far above 1, a release carries little of the sign."
         )
     return "Utility vs attack bound", "Each run's headline metric against its membership-attack bound p*."
-
-
-class TensorBoardLog:
-    """Scalars of each public step record, written with a ``SummaryWriter``-like object."""
-
-    def __init__(self, writer: Any):
-        self.writer = writer
-
-    def log(self, record: Any) -> None:
-        w, step = self.writer, record.step
-        if record.loss is not None:  # None for DP runs: the loss over a secret batch is not released
-            w.add_scalar("train/loss", record.loss, step)
-        w.add_scalar("train/lr", record.lr, step)
-        w.add_scalar("privacy/unanimous", float(np.mean(record.unanimous)), step)
-        if record.mi_spent is not None:
-            w.add_scalar("privacy/mi_spent", record.mi_spent, step)
-        sigma = [s for s in record.sigma if s is not None]
-        if sigma:
-            w.add_scalar("privacy/sigma", float(np.mean(sigma)), step)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def open_tensorboard(directory: Path) -> TensorBoardLog | None:
-    """A TensorBoard log in ``directory`` when the tensorboard package is installed, else None."""
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return TensorBoardLog(SummaryWriter(str(directory)))
