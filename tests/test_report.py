@@ -7,9 +7,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from paczero import plots
+from paczero import tensorboard
 from paczero.cli import main
-from paczero.plots import TensorBoardLog, open_tensorboard, write_report
+from paczero.report.html import write_report
+from paczero.tensorboard import TensorBoardLog, open_tensorboard
 from paczero.trainer import Trainer
 from tests.conftest import tiny_config
 
@@ -184,7 +185,7 @@ class FakeWriter:
 def test_tensorboard_is_skipped_cleanly_without_the_package_and_logs_public_scalars(
     runs, monkeypatch, tmp_path
 ):
-    monkeypatch.setattr(plots.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(tensorboard.importlib.util, "find_spec", lambda name: None)
     assert open_tensorboard(tmp_path / "tb") is None and not (tmp_path / "tb").exists()
     root, _ = runs
     records = [json.loads(x) for x in (root / "runs" / "mi" / "steps.jsonl").read_text().splitlines()]

@@ -15,8 +15,8 @@ from paczero.cli import main
 from paczero.config import ConfigError, load_config
 from paczero.evaluate import evaluate_run
 from paczero.export import InsecureExportError, export_run
-from paczero.plots import TensorBoardLog
 from paczero.rundir import INSECURE_NOTE, public_run_config, read_secret
+from paczero.tensorboard import TensorBoardLog
 from paczero.trainer import InsecurePrivacyWarning, Trainer
 from tests.conftest import SECURE_RUN
 

@@ -15,8 +15,8 @@ from paczero.configs import resolve_config
 def _train(args: argparse.Namespace) -> int:
     from paczero import checkpoint
     from paczero.config import load_config
-    from paczero.console import train_report
     from paczero.distributed import launched_as_main, shutdown
+    from paczero.report.console import train_report
     from paczero.trainer import Trainer
 
     out = Path(args.resume or args.output_dir or "")
@@ -188,7 +188,7 @@ def _audit_transcript(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from paczero.plots import write_report
+    from paczero.report.html import write_report
 
     report = write_report(args.dir, include_private=args.include_private)
     for name, path in report.figures.items():

@@ -17,10 +17,10 @@ import yaml
 from paczero import __version__
 from paczero.config import RunConfig
 from paczero.models import LoadedModel, save_model
-from paczero.plots import open_tensorboard
 from paczero.privacy.ledger import Guarantee
-from paczero.report import model_card, privacy_context, privacy_statement
+from paczero.report.card import model_card, privacy_context, privacy_statement
 from paczero.rundir import INSECURE_NOTE, STATE, append_private_line, private_dir, write_secret, write_timing
+from paczero.tensorboard import open_tensorboard
 from paczero.transcript import StepRecord, TranscriptWriter, genesis_hash
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from paczero.report_words import privacy_in_words
+from paczero.report.words import privacy_in_words
 
 
 def dev_table(summary: dict[str, Any]) -> str:

@@ -15,11 +15,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, MaxNLocator, PercentFormatter
 
+from paczero.report.words import PERCENT_METRICS
+
 if TYPE_CHECKING:
-    from paczero.plots import RunData
+    from paczero.report.run_data import RunData
 
 Drawn = tuple[Figure, str | None]
-PERCENT_METRICS = frozenset({"accuracy", "f1", "exact_match"})  # scores in [0, 1] shown as percentages
 
 
 def smoothing_window(n: int) -> int:

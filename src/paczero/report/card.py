@@ -1,4 +1,4 @@
-"""Human-readable privacy statement written with every run (``privacy.md``) and printed by the CLI."""
+"""Every run's privacy statement (``privacy.md``), model card and privacy context, from public values only."""
 
 from __future__ import annotations
 

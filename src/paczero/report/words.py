@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from paczero.figures import PERCENT_METRICS
 from paczero.mechanisms.base import Guarantee
 from paczero.rundir import INSECURE_NOTE
 
 TRACKS = {"lora": "LoRA", "full": "full-weight"}
+PERCENT_METRICS = frozenset({"accuracy", "f1", "exact_match"})  # scores in [0, 1] shown as percentages
 
 
 def guarantee_of(summary: dict[str, Any]) -> Guarantee:

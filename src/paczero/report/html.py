@@ -1,4 +1,4 @@
-"""Figures and a self-contained HTML report for a run directory or a comparison of runs; TensorBoard logging.
+"""Figures and a self-contained HTML report for a run directory or a comparison of runs.
 
 ``write_report(DIR)`` reads only the public outputs of a run (summary.json, steps.jsonl, privacy.md) — never
 the private area, never timings — and writes PNG files and ``report.html`` (PNGs inlined as base64, no
@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import base64
 import html
-import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from matplotlib.figure import Figure
 
-from paczero.figures import (
+from paczero.report.figures import (
     fig_dev,
     fig_frontier,
     fig_privacy,
@@ -35,72 +33,17 @@ from paczero.figures import (
     smoothing_window,
     window_label,
 )
-from paczero.mechanisms.base import Guarantee
-from paczero.report_words import (
+from paczero.report.run_data import RunData, find_runs
+from paczero.report.words import (
     fmt_metric,
     fmt_number,
-    guarantee_of,
     privacy_in_words,
     run_in_words,
     utility_in_words,
 )
 from paczero.rundir import PRIVATE, private_dir
 
-__all__ = ["RunData", "Report", "find_runs", "write_report", "open_tensorboard", "TensorBoardLog"]
-
-
-@dataclass
-class RunData:
-    """The public outputs of one finished run."""
-
-    path: Path
-    summary: dict[str, Any]
-    records: list[dict[str, Any]]
-
-    @classmethod
-    def load(cls, path: str | Path) -> RunData:
-        path = Path(path)
-        summary_file = path / "summary.json"
-        if not summary_file.is_file():
-            raise FileNotFoundError(f"{path} is not a finished run: no summary.json")
-        steps = path / "steps.jsonl"
-        lines = steps.read_text().splitlines() if steps.is_file() else []
-        return cls(path, json.loads(summary_file.read_text()), [json.loads(x) for x in lines if x.strip()])
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    def series(self, key: str) -> tuple[np.ndarray, np.ndarray]:
-        """(step, value) for a per-step field, dropping steps where it is null."""
-        pairs = [(r["step"], r[key]) for r in self.records if r.get(key) is not None]
-        return np.array([p[0] for p in pairs], float), np.array([p[1] for p in pairs], float)
-
-    def per_release(self, key: str) -> np.ndarray:
-        """A per-direction field flattened over all releases, nulls dropped."""
-        return np.array([v for r in self.records for v in r.get(key) or [] if v is not None], float)
-
-    def utility(self) -> tuple[str, float | None]:
-        """The headline utility: the primary metric (accuracy by default) on test, else on selected dev."""
-        metric = self.summary.get("primary_metric", "accuracy")
-        for split, metrics in (("test", self.summary.get("test")), ("dev", self._dev())):
-            if metrics and metrics.get(metric) is not None:
-                return f"{split} {metric}", float(metrics[metric])
-        return metric, None
-
-    def _dev(self) -> dict[str, Any] | None:
-        return (self.summary.get("dev") or {}).get("selected")
-
-    @property
-    def guarantee(self) -> Guarantee:
-        """The run's guarantee (zero-mi, mi-budget, dp, none or unbounded-leak)."""
-        return guarantee_of(self.summary)
-
-
-def find_runs(directory: str | Path) -> list[Path]:
-    """Every run directory (holding summary.json) strictly below ``directory``, sorted by path."""
-    root = Path(directory)
-    return sorted(p.parent for p in root.rglob("summary.json") if p.parent != root)
+__all__ = ["Report", "write_report"]
 
 
 @dataclass
@@ -318,34 +261,3 @@ def _caption(name: str, runs: list[RunData]) -> tuple[str, str]:
             "release: far above 1, a release carries little of the sign."
         )
     return "Utility vs attack bound", "Each run's headline metric against its membership-attack bound p*."
-
-
-class TensorBoardLog:
-    """Scalars of each public step record, written with a ``SummaryWriter``-like object."""
-
-    def __init__(self, writer: Any):
-        self.writer = writer
-
-    def log(self, record: Any) -> None:
-        w, step = self.writer, record.step
-        if record.loss is not None:  # None for DP runs: the loss over a secret batch is not released
-            w.add_scalar("train/loss", record.loss, step)
-        w.add_scalar("train/lr", record.lr, step)
-        w.add_scalar("privacy/unanimous", float(np.mean(record.unanimous)), step)
-        if record.mi_spent is not None:
-            w.add_scalar("privacy/mi_spent", record.mi_spent, step)
-        sigma = [s for s in record.sigma if s is not None]
-        if sigma:
-            w.add_scalar("privacy/sigma", float(np.mean(sigma)), step)
-
-    def close(self) -> None:
-        self.writer.close()
-
-
-def open_tensorboard(directory: Path) -> TensorBoardLog | None:
-    """A TensorBoard log in ``directory`` when the tensorboard package is installed, else None."""
-    if importlib.util.find_spec("tensorboard") is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return TensorBoardLog(SummaryWriter(str(directory)))

@@ -1,0 +1,1 @@
+"""How a run is reported: figures and report.html, model card, privacy statement, console summary."""
