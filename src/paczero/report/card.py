@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from paczero.mechanisms.base import Guarantee
+from paczero.privacy.ledger import Guarantee
 from paczero.rundir import INSECURE_NOTE
 
 GUARANTEES = {

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from paczero.mechanisms.base import Guarantee
+from paczero.privacy.ledger import Guarantee
 from paczero.report.words import guarantee_of
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from paczero.mechanisms.base import Guarantee
+from paczero.privacy.ledger import Guarantee
 from paczero.rundir import INSECURE_NOTE
 
 TRACKS = {"lora": "LoRA", "full": "full-weight"}
