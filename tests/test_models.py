@@ -13,13 +13,13 @@ from paczero.models import (
     LoadedModel,
     ModelConfig,
     build_tiny_tokenizer,
-    left_pad_position_ids,
     load_model,
     load_trainable_state,
     lora_target_modules,
     save_model,
     trainable_state,
 )
+from paczero.tasks.padding import left_pad_position_ids
 
 PROMPTS = ["a fine movie . It was", "it was great ! the film was terrible , really boring and dull"]
 

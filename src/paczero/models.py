@@ -46,7 +46,6 @@ __all__ = [
     "trainable_state",
     "load_trainable_state",
     "build_tiny_tokenizer",
-    "left_pad_position_ids",
 ]
 
 logger = logging.getLogger(__name__)
@@ -593,16 +592,6 @@ def _contiguous_input(_module: torch.nn.Module, args: tuple) -> tuple:
     """Pre-hook of the LM head: a contiguous input makes it one matrix product, where the strided
     ``hidden[:, -keep:]`` view becomes a batched one that reads the vocabulary-sized weight once per row."""
     return (args[0].contiguous(), *args[1:]) if args else args
-
-
-def left_pad_position_ids(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids that start at 0 on each row's first real token of a left-padded batch.
-
-    Pass them as ``model(..., position_ids=...)``: GPT-2 (absolute positions) otherwise counts the pads and
-    gives different logits for a prompt depending on its padding. OPT derives them itself; RoPE models
-    (Llama/SmolLM2) are shift-invariant; passing them is harmless for all three.
-    """
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
 def trainable_state(loaded: LoadedModel) -> dict[str, torch.Tensor]:
