@@ -10,7 +10,8 @@ import time
 
 import torch
 
-from paczero.models import ModelConfig, load_model
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
 from paczero.tasks import TaskConfig, build_objective, load_splits
 
 

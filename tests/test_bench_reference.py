@@ -3,7 +3,8 @@
 import torch
 
 from paczero.bench_reference import PublishedClassifier
-from paczero.models import ModelConfig, load_model
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
 from paczero.tasks import TaskConfig, build_objective
 from paczero.tasks.data import synthetic_sentiment
 

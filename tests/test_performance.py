@@ -22,7 +22,8 @@ from paczero.bench import (
     run_bench,
 )
 from paczero.config import ConfigError
-from paczero.models import ModelConfig, load_model
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
 from paczero.tasks import TaskConfig, build_objective
 from paczero.tasks.data import synthetic_sentiment
 from paczero.trainer import Trainer

@@ -5,7 +5,8 @@ import sys
 import pytest
 import torch
 
-from paczero.models import ModelConfig, load_model
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
 from paczero.tasks import Example, TaskConfig, build_objective, load_splits
 from paczero.tasks.data import (
     DataUnavailable,

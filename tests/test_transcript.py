@@ -12,7 +12,7 @@ import torch
 
 from paczero.accounting import BudgetExceeded
 from paczero.cli import main
-from paczero.models import trainable_state
+from paczero.models.loaders import trainable_state
 from paczero.trainer import Trainer
 from paczero.transcript import TranscriptError, read_transcript, replay
 

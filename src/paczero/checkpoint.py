@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from paczero.models import load_trainable_state
+from paczero.models.loaders import load_trainable_state
 from paczero.rundir import (
     PRIVATE,
     STATE,
@@ -197,7 +197,7 @@ class Checkpointer:
         """
         from safetensors.torch import save_file
 
-        from paczero.models import trainable_state
+        from paczero.models.loaders import trainable_state
 
         step = len(trainer.records)
         self.root.mkdir(exist_ok=True)
@@ -286,7 +286,7 @@ class Checkpointer:
         pending = [json.loads(line) for line in released[step:]]
         last_state = self._private_state_at(len(released)) if pending else None
         trainer.transcript = TranscriptWriter(self.run_dir, genesis_hash(trainer.cfg.to_dict()), released)
-        from paczero.models import trainable_state
+        from paczero.models.loaders import trainable_state
 
         best_state = trainable_state(trainer.loaded) if best_weights is None else best_weights
         history = state["history"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from paczero.models import ModelConfig
+from paczero.models.config import ModelConfig
 from paczero.tasks import TaskConfig
 
 

@@ -29,7 +29,8 @@ from paczero.config import RunConfig
 from paczero.distributed import assemble, broadcast_object, init_from_env, per_rank_device
 from paczero.mechanisms import BudgetExhausted, Guarantee, Mechanism, get_mechanism
 from paczero.mechanisms.base import StepEstimates
-from paczero.models import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
+from paczero.models.loaders import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
+from paczero.models.trunk import forward_model as trunk_forward_model
 from paczero.plots import open_tensorboard
 from paczero.report import model_card, privacy_context, privacy_statement
 from paczero.rundir import (
@@ -50,7 +51,6 @@ from paczero.subsets import (
 )
 from paczero.tasks import Objective, PreparedSet, Splits, build_objective, load_splits
 from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash, replay_step
-from paczero.trunk import forward_model as trunk_forward_model
 from paczero.zo import Directions, Estimate, two_point_estimate
 
 
