@@ -12,7 +12,8 @@ import torch
 
 from paczero.models.config import ModelConfig
 from paczero.models.loaders import load_model
-from paczero.tasks import TaskConfig, build_objective, load_splits
+from paczero.tasks.config import TaskConfig
+from paczero.tasks.registry import build_objective, load_splits
 
 
 def main() -> None:

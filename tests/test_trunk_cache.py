@@ -1,4 +1,4 @@
-"""Frozen-trunk caching (paczero.models.trunk): cached losses equal uncached ones, and so do ZPL transcripts."""
+"""Frozen-trunk caching (models/trunk.py): cached losses equal uncached ones, and so do ZPL transcripts."""
 
 import json
 
@@ -14,7 +14,8 @@ from paczero.models.trunk import (
     forward_model,
     trainable_top_layers,
 )
-from paczero.tasks import TaskConfig, build_objective, load_splits
+from paczero.tasks.config import TaskConfig
+from paczero.tasks.registry import build_objective, load_splits
 from paczero.trainer import Trainer
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from paczero.models.config import ModelConfig
-from paczero.tasks import TaskConfig
+from paczero.tasks.config import TaskConfig
 
 
 @dataclass

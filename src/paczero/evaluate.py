@@ -10,7 +10,7 @@ from paczero.checkpoint import public_run_config
 from paczero.config import ConfigError, RunConfig
 from paczero.models.loaders import LoadedModel, load_finetuned, load_model
 from paczero.models.trunk import forward_model as trunk_forward_model
-from paczero.tasks import build_objective, load_splits
+from paczero.tasks.registry import build_objective, load_splits
 
 # What may change when evaluating a finished run: the sample sizes (for tasks read from files, a larger
 # sample contains the smaller: both are prefixes of one seeded permutation) and the micro-batch. Anything

@@ -49,7 +49,9 @@ from paczero.subsets import (
     privacy_entropy,
     privacy_generators,
 )
-from paczero.tasks import Objective, PreparedSet, Splits, build_objective, load_splits
+from paczero.tasks.classification import PreparedSet
+from paczero.tasks.data import Splits
+from paczero.tasks.registry import Objective, build_objective, load_splits
 from paczero.transcript import StepWalk, TranscriptWriter, genesis_hash, replay_step
 from paczero.zo import Directions, Estimate, two_point_estimate
 
