@@ -14,7 +14,8 @@ import json
 
 import torch
 
-from paczero.models import ModelConfig, load_model
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
 from paczero.zo import Directions
 
 

@@ -17,7 +17,9 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, OPTConfig, PreTrainedTokenizerBase
 
-import paczero.models as pm
+import paczero.models.loaders as pm
+from paczero.models.config import ModelConfig
+from paczero.models.tiny import build_tiny_tokenizer
 
 OPT_VOCAB = 50272
 SHAPES: dict[str, dict[str, int]] = {  # hidden, layers, heads, ffn (OPT model cards)
@@ -82,7 +84,7 @@ def bpe_tokenizer() -> PreTrainedTokenizerBase | None:
 def tokenizer_for(name: str) -> PreTrainedTokenizerBase:
     """Dry-run shapes use the tiny word-level tokenizer (fast); paper shapes a BPE one where installed."""
     bpe = None if "dry" in name else bpe_tokenizer()
-    return pm.build_tiny_tokenizer() if bpe is None else bpe
+    return build_tiny_tokenizer() if bpe is None else bpe
 
 
 def tokenizer_note(name: str) -> str:
@@ -114,7 +116,7 @@ def install() -> None:
         return
     original = pm._load_hub_or_local
 
-    def load(cfg: pm.ModelConfig, dtype: torch.dtype, device: torch.device):
+    def load(cfg: ModelConfig, dtype: torch.dtype, device: torch.device):
         if cfg.name in SHAPES:
             return build_random(cfg.name, dtype, device)
         return original(cfg, dtype, device)

@@ -15,7 +15,8 @@ from gpu_check_correct import PhaseContext, guarded
 
 from paczero import bench
 from paczero.config import load_config
-from paczero.models import DTYPES, LoadedModel, load_model
+from paczero.models.loaders import TORCH_DTYPES as DTYPES
+from paczero.models.loaders import LoadedModel, load_model
 from paczero.trainer import Trainer
 
 GIB = 2**30

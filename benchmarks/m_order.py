@@ -9,7 +9,7 @@ import torch
 
 from paczero.bench import BENCH_OVERRIDES, interleaved, stepper
 from paczero.config import load_config
-from paczero.models import load_model
+from paczero.models.loaders import load_model
 from paczero.trainer import Trainer
 
 BASE = [

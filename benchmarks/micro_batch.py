@@ -10,8 +10,10 @@ import time
 
 import torch
 
-from paczero.models import ModelConfig, load_model
-from paczero.tasks import TaskConfig, build_objective, load_splits
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
+from paczero.tasks.config import TaskConfig
+from paczero.tasks.registry import build_objective, load_splits
 
 
 def main() -> None:

@@ -18,8 +18,10 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from paczero.models import ModelConfig, load_model
-from paczero.tasks import TaskConfig, build_objective, load_splits
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
+from paczero.tasks.config import TaskConfig
+from paczero.tasks.registry import build_objective, load_splits
 
 INSTRUCTION = "Is the sentiment of this movie review positive or negative? Answer with one word.\n"
 

@@ -19,7 +19,7 @@ from paczero.audit import (
     transcript_audit,
     write_membership_audit,
 )
-from paczero.models import _TINY_WORDS
+from paczero.models.tiny import _TINY_WORDS
 from paczero.tasks.data import Example, Splits
 from paczero.trainer import Trainer
 

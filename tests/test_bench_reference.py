@@ -3,9 +3,11 @@
 import torch
 
 from paczero.bench_reference import PublishedClassifier
-from paczero.models import ModelConfig, load_model
-from paczero.tasks import TaskConfig, build_objective
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
+from paczero.tasks.config import TaskConfig
 from paczero.tasks.data import synthetic_sentiment
+from paczero.tasks.registry import build_objective
 
 
 def test_published_scoring_equals_ours_in_one_call_per_label_word_padded_to_multiples_of_8():

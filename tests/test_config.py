@@ -1,7 +1,13 @@
 """Configs: inheritance, overrides, and errors for unknown keys and wrong types."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
+import paczero
 from paczero.config import ConfigError, apply_override, build_config, load_config, load_yaml_tree
 
 
@@ -92,3 +98,13 @@ def test_override_creates_nested_sections():
     tree = {}
     apply_override(tree, "a.b.c=1")
     assert tree == {"a": {"b": {"c": 1}}}
+
+
+def test_reading_a_config_imports_no_model_library():
+    """`import paczero.config` (what reading a config needs) loads neither torch, transformers nor peft."""
+    src = str(Path(paczero.__file__).resolve().parents[1])  # the paczero under test, not another install
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
+    code = "import sys, paczero.config; print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"

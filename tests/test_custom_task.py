@@ -9,8 +9,8 @@ import torch
 
 from paczero.cli import main
 from paczero.config import ConfigError, load_config
-from paczero.tasks import load_splits
 from paczero.tasks.data import synthetic_sentiment
+from paczero.tasks.registry import load_splits
 from paczero.trainer import Trainer
 from tests.conftest import TINY
 

@@ -7,8 +7,10 @@ layers over them, and `Directions` regenerates each tensor's direction on that t
 import pytest
 import torch
 
-from paczero.models import ModelConfig, load_model, save_model
-from paczero.tasks import TaskConfig, build_objective, load_splits
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model, save_model
+from paczero.tasks.config import TaskConfig
+from paczero.tasks.registry import build_objective, load_splits
 from paczero.zo import Directions, two_point_estimate
 
 

@@ -132,7 +132,7 @@ def test_paper_shapes_have_the_opt_parameter_counts_and_the_fit_check_says_what_
     from gpu_check_speed import GIB, fits
     from transformers import AutoModelForCausalLM
 
-    from paczero.models import build_tiny_tokenizer
+    from paczero.models.tiny import build_tiny_tokenizer
 
     for name in shapes.SHAPES:
         with torch.device("meta"):

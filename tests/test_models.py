@@ -8,18 +8,11 @@ import json
 import pytest
 import torch
 
-from paczero.models import (
-    TINY_MODELS,
-    LoadedModel,
-    ModelConfig,
-    build_tiny_tokenizer,
-    left_pad_position_ids,
-    load_model,
-    load_trainable_state,
-    lora_target_modules,
-    save_model,
-    trainable_state,
-)
+from paczero.models.config import TINY_MODELS, ModelConfig
+from paczero.models.loaders import LoadedModel, load_model, load_trainable_state, save_model, trainable_state
+from paczero.models.lora import lora_target_modules
+from paczero.models.tiny import build_tiny_tokenizer
+from paczero.tasks.padding import left_pad_position_ids
 
 PROMPTS = ["a fine movie . It was", "it was great ! the film was terrible , really boring and dull"]
 
@@ -288,7 +281,7 @@ def test_model_config_validation(kwargs: dict, match: str) -> None:
 
 
 def test_unreachable_hub_id_gives_clear_error(monkeypatch) -> None:
-    import paczero.models as models
+    from paczero.models import loaders
 
     calls: list[bool] = []
 
@@ -296,7 +289,7 @@ def test_unreachable_hub_id_gives_clear_error(monkeypatch) -> None:
         calls.append(local_files_only)
         raise OSError("We couldn't connect to 'https://huggingface.co'")
 
-    monkeypatch.setattr(models, "_load_pretrained", offline)
+    monkeypatch.setattr(loaders, "_load_pretrained", offline)
     with pytest.raises(OSError, match=r"'someone/some-model'.*local directory.*smollm2-135m"):
         load_model(ModelConfig(name="someone/some-model"))
     assert calls == [True, False]  # local cache first, then the hub

@@ -22,9 +22,11 @@ from paczero.bench import (
     run_bench,
 )
 from paczero.config import ConfigError
-from paczero.models import ModelConfig, load_model
-from paczero.tasks import TaskConfig, build_objective
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
+from paczero.tasks.config import TaskConfig
 from paczero.tasks.data import synthetic_sentiment
+from paczero.tasks.registry import build_objective
 from paczero.trainer import Trainer
 from paczero.zo import Directions
 

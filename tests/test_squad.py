@@ -10,10 +10,13 @@ from transformers import OPTConfig, OPTForCausalLM, PreTrainedTokenizerFast
 
 from paczero.cli import main
 from paczero.config import ConfigError, load_config
-from paczero.models import ModelConfig, _init_tiny_weights, load_model
-from paczero.tasks import Example, TaskConfig, build_objective, load_splits
-from paczero.tasks.data import packaged_data
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
+from paczero.models.tiny import _init_tiny_weights
+from paczero.tasks.config import TaskConfig
+from paczero.tasks.data import Example, packaged_data
 from paczero.tasks.generation import greedy_decode, length_sorted_batches, newline_stop_ids
+from paczero.tasks.registry import build_objective, load_splits
 from paczero.tasks.squad import best_scores, exact_match, f1_score, normalize_answer, read_official_json
 from paczero.trainer import Trainer
 from tests.conftest import TINY

@@ -5,15 +5,22 @@ import sys
 import pytest
 import torch
 
-from paczero.models import ModelConfig, load_model
-from paczero.tasks import Example, TaskConfig, build_objective, load_splits
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
+from paczero.tasks.config import TASKS, TaskConfig
 from paczero.tasks.data import (
     DataUnavailable,
+    Example,
     mezo_splits,
     packaged_data,
     read_sentence_label_file,
     synthetic_sentiment,
 )
+from paczero.tasks.registry import READERS, build_objective, load_splits
+
+
+def test_every_task_has_a_reader():
+    assert READERS.keys() == TASKS.keys()
 
 
 def test_real_sst2_is_packaged_and_loads_with_the_mezo_protocol(tmp_path):

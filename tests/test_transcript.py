@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from paczero.cli import main
-from paczero.models import trainable_state
+from paczero.models.loaders import trainable_state
 from paczero.privacy.ledger import BudgetExceeded
 from paczero.trainer import Trainer
 from paczero.transcript import TranscriptError, read_transcript, replay

@@ -1,14 +1,22 @@
-"""Frozen-trunk caching (paczero.trunk): cached losses equal uncached ones, and so do ZPL transcripts."""
+"""Frozen-trunk caching (models/trunk.py): cached losses equal uncached ones, and so do ZPL transcripts."""
 
 import json
 
 import pytest
 import torch
 
-from paczero.models import ModelConfig, load_model
-from paczero.tasks import TaskConfig, build_objective, load_splits
+from paczero.models.config import ModelConfig
+from paczero.models.loaders import load_model
+from paczero.models.trunk import (
+    TrunkCachedModel,
+    TrunkError,
+    find_blocks,
+    forward_model,
+    trainable_top_layers,
+)
+from paczero.tasks.config import TaskConfig
+from paczero.tasks.registry import build_objective, load_splits
 from paczero.trainer import Trainer
-from paczero.trunk import TrunkCachedModel, TrunkError, find_blocks, forward_model, trainable_top_layers
 
 
 def _setup(name: str, lora_layers: int | None = 1, micro_batch: int = 8, **model_kw):

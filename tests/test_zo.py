@@ -176,7 +176,8 @@ def test_no_trainable_parameters_is_an_error():
 @pytest.mark.parametrize("track", ["lora", "full"])
 @pytest.mark.parametrize("name", ["tiny-opt", "tiny-llama", "tiny-gpt2"])
 def test_round_trip_on_real_model_parameters(name, track):
-    from paczero.models import ModelConfig, load_model
+    from paczero.models.config import ModelConfig
+    from paczero.models.loaders import load_model
 
     loaded = load_model(ModelConfig(name=name, track=track))
     params = [p for _, p in loaded.trainable]

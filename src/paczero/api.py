@@ -22,10 +22,9 @@ from typing import Any
 from paczero.config import RunConfig, apply_override, build_config, load_config
 from paczero.configs import resolve_config
 from paczero.evaluate import evaluate_base, evaluate_loaded
-from paczero.models import LoadedModel, prepare_loaded
-from paczero.tasks import Example, Splits
+from paczero.models.loaders import LoadedModel, prepare_loaded
 from paczero.tasks.custom import record_schema
-from paczero.tasks.data import mezo_splits
+from paczero.tasks.data import Example, Splits, mezo_splits
 from paczero.trainer import Trainer
 
 # What config.yaml records as the data source of a run trained on records passed from Python: not a

@@ -34,10 +34,10 @@ from scipy.stats import beta, binomtest, mannwhitneyu
 from paczero.channel import binary_gaussian_mi
 from paczero.config import RunConfig
 from paczero.mechanisms.base import Guarantee, Mechanism, Release, StepInput
-from paczero.models import load_finetuned, load_model
+from paczero.models.loaders import load_finetuned, load_model
 from paczero.rundir import private_dir, public_run_config, read_secret, write_private
 from paczero.subsets import CandidateSubsets
-from paczero.tasks import build_objective, load_splits
+from paczero.tasks.registry import build_objective, load_splits
 from paczero.trainer import InsecurePrivacyWarning, Trainer, public_subsets
 
 __all__ = [

@@ -41,11 +41,11 @@ from paczero.bench_trunk import trunk_comparison, trunk_markdown, trunk_target_v
 from paczero.config import RunConfig, load_config
 from paczero.mechanisms import get_mechanism
 from paczero.mechanisms.base import Guarantee, StepInput
-from paczero.models import LoadedModel, load_model
+from paczero.models.loaders import LoadedModel, load_model
+from paczero.models.trunk import TrunkCachedModel
 from paczero.subsets import Secret, build_subsets
 from paczero.tasks.classification import Classifier, MicroBatch, PreparedSet
 from paczero.trainer import Trainer
-from paczero.trunk import TrunkCachedModel
 from paczero.zo import clip, two_point_estimate
 
 MIB = 2**20

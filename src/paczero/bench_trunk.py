@@ -14,9 +14,9 @@ from statistics import median
 from typing import Any
 
 from paczero.config import load_config
-from paczero.models import LoadedModel
+from paczero.models.loaders import LoadedModel
+from paczero.models.trunk import TrunkCachedModel
 from paczero.trainer import Trainer
-from paczero.trunk import TrunkCachedModel
 
 MIB = 2**20
 TARGETS = {"uncached step / cached step": (">=", 5.0), "cached step / 2 cached forwards": ("<=", 1.10)}

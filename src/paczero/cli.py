@@ -74,7 +74,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _replay(args: argparse.Namespace) -> int:
     from paczero.checkpoint import check_run_dir
-    from paczero.models import save_model
+    from paczero.models.loaders import save_model
     from paczero.transcript import replay
 
     out = Path(args.output_dir)

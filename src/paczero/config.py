@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from paczero.models import ModelConfig
-from paczero.tasks import TaskConfig
+from paczero.models.config import ModelConfig
+from paczero.tasks.config import TaskConfig
 
 
 @dataclass

@@ -20,8 +20,8 @@ from typing import Any
 import yaml
 
 from paczero.config import PrivacyConfig, RunConfig, TrainConfig
-from paczero.models import DTYPES, TINY_MODELS, TRACKS, ModelConfig
-from paczero.tasks import OBJECTIVES, TASKS, TaskConfig
+from paczero.models.config import DTYPES, TINY_MODELS, TRACKS, ModelConfig
+from paczero.tasks.config import OBJECTIVES, TASKS, TaskConfig
 from paczero.tasks.custom import FORMATS, KINDS, CustomTaskConfig
 
 SECTIONS: tuple[tuple[str, type], ...] = (

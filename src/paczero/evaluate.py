@@ -7,10 +7,10 @@ from pathlib import Path
 
 from paczero.autobatch import resolve_micro_batch_size
 from paczero.config import ConfigError, RunConfig
-from paczero.models import LoadedModel, load_finetuned, load_model
+from paczero.models.loaders import LoadedModel, load_finetuned, load_model
+from paczero.models.trunk import forward_model as trunk_forward_model
 from paczero.rundir import public_run_config
-from paczero.tasks import build_objective, load_splits
-from paczero.trunk import forward_model as trunk_forward_model
+from paczero.tasks.registry import build_objective, load_splits
 
 # What may change when evaluating a finished run: the sample sizes (for tasks read from files, a larger
 # sample contains the smaller: both are prefixes of one seeded permutation) and the micro-batch. Anything

@@ -16,7 +16,7 @@ import yaml
 
 from paczero import __version__
 from paczero.config import RunConfig
-from paczero.models import LoadedModel, save_model
+from paczero.models.loaders import LoadedModel, save_model
 from paczero.privacy.ledger import Guarantee
 from paczero.report.card import model_card, privacy_context, privacy_statement
 from paczero.rundir import INSECURE_NOTE, STATE, append_private_line, private_dir, write_secret, write_timing

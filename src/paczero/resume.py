@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from paczero.checkpoint import CheckpointError, private_state_at, released_lines
-from paczero.models import load_trainable_state, trainable_state
+from paczero.models.loaders import load_trainable_state, trainable_state
 from paczero.transcript import StepRecord
 
 if TYPE_CHECKING:

@@ -29,15 +29,17 @@ from paczero.config import RunConfig
 from paczero.distributed import assemble, broadcast_object, init_from_env, per_rank_device
 from paczero.generators import data_generator, direction_generator, public_minibatch, public_subsets
 from paczero.mechanisms import Mechanism, StepEstimates, get_mechanism
-from paczero.models import LoadedModel, load_model, load_trainable_state, trainable_state
+from paczero.models.loaders import LoadedModel, load_model, load_trainable_state, trainable_state
+from paczero.models.trunk import forward_model as trunk_forward_model
 from paczero.outputs import RunOutputs, public_summary
 from paczero.privacy.ledger import BudgetExhausted, Ledger
 from paczero.resume import restore
 from paczero.rundir import INSECURE_NOTE
 from paczero.subsets import CandidateSubsets, Secret, draw_secret, privacy_entropy, privacy_generators
-from paczero.tasks import Objective, PreparedSet, Splits, build_objective, load_splits
+from paczero.tasks.classification import PreparedSet
+from paczero.tasks.data import Splits
+from paczero.tasks.registry import Objective, build_objective, load_splits
 from paczero.transcript import StepRecord, bound_config
-from paczero.trunk import forward_model as trunk_forward_model
 from paczero.zo import Directions, Estimate, StepWalk, replay_step, two_point_estimate
 
 

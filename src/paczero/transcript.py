@@ -193,7 +193,7 @@ def replay(run_dir: str | Path, base: str | None = None, step: int | None = None
     """
     from paczero.config import load_config
     from paczero.mechanisms import get_mechanism
-    from paczero.models import load_model
+    from paczero.models.loaders import load_model
 
     run_dir = Path(run_dir)
     cfg = public_run_config(run_dir)

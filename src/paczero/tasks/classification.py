@@ -14,9 +14,9 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from paczero.models import left_pad_position_ids
 from paczero.tasks.custom import render, template_fields
 from paczero.tasks.data import Example
+from paczero.tasks.padding import left_pad_position_ids
 
 
 @dataclass

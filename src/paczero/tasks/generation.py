@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from paczero.models import left_pad_position_ids
+from paczero.tasks.padding import left_pad_position_ids
 
 
 @dataclass

@@ -31,7 +31,6 @@ from paczero.tasks.generation import (
     newline_stop_ids,
 )
 
-SQUAD_PROMPT = "Title: {title}\nContext: {context}\nQuestion: {question}\nAnswer:"
 SQUAD_SCHEMA = RecordSchema(text_fields=("title", "context", "question"), answer_field="answers")
 OBJECTIVES = ("f1", "ce")
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import torch
 
+from paczero.tasks.classification import Classifier
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -257,10 +259,9 @@ def forward_model(loaded: Any, objective: Any, cfg: Any = None) -> Any:
     """What the objective should call: a :class:`TrunkCachedModel` when ``model.cache_trunk`` allows and
     applies (classification, every trainable parameter in the top k < L blocks), else the model itself.
 
-    ``cfg`` is the run's :class:`~paczero.models.ModelConfig` (default: the one the model was loaded with).
+    ``cfg`` is the run's :class:`~paczero.models.config.ModelConfig` (default: the one the model was loaded
+    with).
     """
-    from paczero.tasks.classification import Classifier
-
     cfg = cfg if cfg is not None else loaded.config
     if cfg.cache_trunk is False:
         return loaded.model
