@@ -161,12 +161,3 @@ def test_no_mechanism_name_or_guarantee_string_is_compared_outside_the_registry(
 def test_the_name_check_catches_a_planted_comparison():
     planted = "if cfg.privacy.mechanism == 'paczero-mi':\n    pass\nok = guarantee in ('dp', 'none')\n"
     assert _name_comparisons(ast.parse(planted), NAMES) == [1, 3]
-
-
-def test_importing_the_config_imports_neither_torch_nor_transformers():
-    import subprocess
-    import sys
-
-    code = "import sys, paczero.config; print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"

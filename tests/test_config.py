@@ -101,10 +101,15 @@ def test_override_creates_nested_sections():
 
 
 def test_reading_a_config_imports_no_model_library():
-    """`import paczero.config` (what reading a config needs) loads neither torch, transformers nor peft."""
+    """Reading and checking a config (every mechanism's own checks included) loads neither torch,
+    transformers nor peft."""
     src = str(Path(paczero.__file__).resolve().parents[1])  # the paczero under test, not another install
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")]))}
-    code = "import sys, paczero.config; print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"
+    code = (
+        "import sys, paczero.config as c; "
+        "c.build_config({'privacy': {'mechanism': 'paczero-mi', 'budget': 0.3}}); "
+        "print(sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))"
+    )
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
