@@ -153,7 +153,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _audit_mia(args: argparse.Namespace) -> int:
-    from paczero.audit import membership_audit, write_membership_audit
+    from paczero.audit.mia import membership_audit, write_membership_audit
 
     audit = membership_audit(
         args.run, shadows=args.shadows, transcript=not args.no_transcript, seed=args.seed
@@ -168,7 +168,7 @@ def _audit_mia(args: argparse.Namespace) -> int:
 
 
 def _audit_transcript(args: argparse.Namespace) -> int:
-    from paczero.audit import transcript_audit
+    from paczero.audit.transcript import transcript_audit
     from paczero.config import load_config
 
     cfg = load_config(args.config, [*args.set, f"train.steps={args.steps}"])
