@@ -2,7 +2,7 @@
 
 import torch
 
-from paczero.bench_reference import PublishedClassifier
+from paczero.bench.reference import PublishedClassifier
 from paczero.models import ModelConfig, load_model
 from paczero.tasks import TaskConfig, build_objective
 from paczero.tasks.data import synthetic_sentiment

@@ -198,7 +198,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from paczero.bench import BenchOptions, markdown, run_bench
+    from paczero.bench.markdown import markdown
+    from paczero.bench.step import BenchOptions, run_bench
 
     def ints(text: str | None) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",")) if text else ()
