@@ -18,6 +18,7 @@ from paczero.bench.targets import check_targets
 from paczero.bench.timing import interleaved, median_time, stepper
 from paczero.bench.trunk import trunk_comparison
 from paczero.config import RunConfig, load_config
+from paczero.mechanisms import Guarantee, get_mechanism
 from paczero.models import LoadedModel, load_model
 from paczero.tasks.classification import PreparedSet
 from paczero.trainer import Trainer
@@ -35,7 +36,7 @@ def token_counts(data: PreparedSet) -> dict[str, int]:
 
 def _mechanism_overrides(name: str, cfg: RunConfig) -> list[str]:
     extra = [f"privacy.mechanism={name}"]
-    if name == "paczero-mi" and cfg.privacy.budget is None:
+    if get_mechanism(name).guarantee is Guarantee.MI_BUDGET and cfg.privacy.budget is None:
         extra.append("privacy.budget=0.33")
     return extra
 

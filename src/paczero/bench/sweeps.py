@@ -10,6 +10,7 @@ import numpy as np
 from paczero.accounting import PacLedger
 from paczero.bench.timing import interleaved, stepper
 from paczero.config import load_config
+from paczero.mechanisms import Guarantee
 from paczero.models import LoadedModel
 from paczero.subsets import Secret, build_subsets
 from paczero.trainer import Trainer
@@ -48,7 +49,7 @@ def sweep_subsets(trainer: Trainer, values, repeats: int) -> dict[str, list]:
         subsets = build_subsets(trainer.subsets.n, m, np.random.default_rng(m))
         mechanism = type(trainer.mechanism)(Secret(0, m), np.random.default_rng(0))
         releases = cfg.train.steps * cfg.train.directions
-        budget = cfg.privacy.budget if cfg.privacy.mechanism == "paczero-mi" else None
+        budget = cfg.privacy.budget if mechanism.guarantee is Guarantee.MI_BUDGET else None
         parts[m] = (subsets, mechanism, PacLedger(m, releases, budget, cfg.privacy.budget_schedule))
     counter = iter(range(1, 10**9))
 
