@@ -69,7 +69,7 @@ def run_phase(name: str, args: argparse.Namespace, limit: float, partial: Path) 
     import torch
     from gpu_check_correct import PhaseContext
 
-    from paczero.bench import machine
+    from paczero.bench.machine import machine
 
     if args.dry_run:
         torch.set_num_threads(1)

@@ -1,5 +1,6 @@
 """Speed and memory phases of ``gpu_check.py``: paper-shaped OPT models and SmolLM2-135M, timed by
-``paczero.bench.run_bench`` on one loaded model, plus the peak memory of inference and of a training step."""
+``paczero.bench.step.run_bench`` on one loaded model, plus the peak memory of inference and of a training
+step."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import gpu_check_shapes as shapes
 import torch
 from gpu_check_correct import PhaseContext, guarded
 
-from paczero import bench
+from paczero.bench import machine
+from paczero.bench import step as bench
 from paczero.config import load_config
 from paczero.models.loaders import TORCH_DTYPES as DTYPES
 from paczero.models.loaders import LoadedModel, load_model
@@ -49,7 +51,7 @@ def _sync(device: torch.device) -> None:
 def _allocated(device: torch.device) -> int:
     if device.type == "cuda":
         return torch.cuda.memory_allocated(device)
-    return bench.status_kib("VmRSS") * 1024
+    return machine.status_kib("VmRSS") * 1024
 
 
 def _reset_peak(device: torch.device) -> None:
@@ -58,14 +60,14 @@ def _reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     else:
-        bench.reset_peak_rss()
+        machine.reset_peak_rss()
 
 
 def _peak(device: torch.device) -> int:
     _sync(device)
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device)
-    return bench.status_kib("VmHWM") * 1024
+    return machine.status_kib("VmHWM") * 1024
 
 
 def memory_peaks(trainer: Trainer) -> dict[str, Any]:

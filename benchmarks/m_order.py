@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import torch
 
-from paczero.bench import BENCH_OVERRIDES, interleaved, stepper
+from paczero.bench.step import BENCH_OVERRIDES
+from paczero.bench.timing import interleaved, stepper
 from paczero.config import load_config
 from paczero.models.loaders import load_model
 from paczero.trainer import Trainer

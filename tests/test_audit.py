@@ -10,15 +10,15 @@ import json
 import numpy as np
 import pytest
 
-from paczero import audit as audit_mod
 from paczero import trainer as trainer_mod
 from paczero.audit import (
     attack_metrics,
     clopper_pearson,
     membership_audit,
     transcript_audit,
-    write_membership_audit,
 )
+from paczero.audit import mia as audit_mod
+from paczero.audit.mia import write_membership_audit
 from paczero.models.tiny import _TINY_WORDS
 from paczero.tasks.data import Example, Splits
 from paczero.trainer import Trainer

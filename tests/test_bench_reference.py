@@ -2,7 +2,7 @@
 
 import torch
 
-from paczero.bench_reference import PublishedClassifier
+from paczero.bench.reference import PublishedClassifier
 from paczero.models.config import ModelConfig
 from paczero.models.loaders import load_model
 from paczero.tasks.config import TaskConfig

@@ -12,15 +12,10 @@ import torch
 
 from paczero import cli
 from paczero.autobatch import auto_micro_batch_size, bytes_per_sequence, resolve_micro_batch_size
-from paczero.bench import (
-    BenchOptions,
-    ReferenceClassifier,
-    linear_fit,
-    markdown,
-    reference_objective,
-    reference_step,
-    run_bench,
-)
+from paczero.bench.markdown import markdown
+from paczero.bench.reference import ReferenceClassifier, reference_objective, reference_step
+from paczero.bench.step import BenchOptions, run_bench
+from paczero.bench.sweeps import linear_fit
 from paczero.config import ConfigError
 from paczero.models.config import ModelConfig
 from paczero.models.loaders import load_model

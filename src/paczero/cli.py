@@ -153,7 +153,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _audit_mia(args: argparse.Namespace) -> int:
-    from paczero.audit import membership_audit, write_membership_audit
+    from paczero.audit.mia import membership_audit, write_membership_audit
 
     audit = membership_audit(
         args.run, shadows=args.shadows, transcript=not args.no_transcript, seed=args.seed
@@ -168,7 +168,7 @@ def _audit_mia(args: argparse.Namespace) -> int:
 
 
 def _audit_transcript(args: argparse.Namespace) -> int:
-    from paczero.audit import transcript_audit
+    from paczero.audit.transcript import transcript_audit
     from paczero.config import load_config
 
     cfg = load_config(args.config, [*args.set, f"train.steps={args.steps}"])
@@ -198,7 +198,8 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from paczero.bench import BenchOptions, markdown, run_bench
+    from paczero.bench.markdown import markdown
+    from paczero.bench.step import BenchOptions, run_bench
 
     def ints(text: str | None) -> tuple[int, ...]:
         return tuple(int(v) for v in text.split(",")) if text else ()

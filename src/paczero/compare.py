@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from paczero.bench import reset_peak_rss, status_kib
+from paczero.bench.machine import reset_peak_rss, status_kib
 from paczero.config import SECRET_KEYS, ConfigError, RunConfig, load_config
 from paczero.privacy.ledger import Guarantee
 from paczero.sweep import cell_name, load_sweep
