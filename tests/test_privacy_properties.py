@@ -72,7 +72,7 @@ def test_the_quadrature_check_detects_a_miscalibrated_charge(mi_records):
     assert charged != pytest.approx(channel_mi_by_quadrature(q, 1.1 * sigma), rel=1e-6, abs=1e-12)
 
 
-ALLOWED_READERS = {("paczero.trainer", "_prepare_output")}  # writes the private secret file
+ALLOWED_READERS = {("paczero.outputs", "start")}  # writes the private secret file
 
 
 def allowed(frame_module: str, function: str) -> bool:
@@ -127,9 +127,9 @@ def test_only_mechanisms_and_the_private_secret_writer_read_the_secret(tmp_path,
 
 def test_the_reveal_spy_catches_a_public_writer_reading_the_secret(tmp_path, reveal_spy, monkeypatch):
     """Negative control: a model card that reads J (as a careless change might) is reported."""
-    import paczero.trainer as trainer_mod
+    import paczero.outputs as outputs_mod
 
-    real_card = trainer_mod.model_card
+    real_card = outputs_mod.model_card
 
     def leaky_card(summary):
         return real_card(summary) + f"\n{leaky_card.secret.reveal() % 2}\n"
@@ -141,7 +141,7 @@ def test_the_reveal_spy_catches_a_public_writer_reading_the_secret(tmp_path, rev
         leaky_card.secret = self.secret
 
     monkeypatch.setattr(Trainer, "__init__", init)
-    monkeypatch.setattr(trainer_mod, "model_card", leaky_card)
+    monkeypatch.setattr(outputs_mod, "model_card", leaky_card)
     Trainer(tiny_config("train.steps=1"), tmp_path / "run").run()
     assert [c for c in reveal_spy if not allowed(*c)] == [("tests.test_privacy_properties", "leaky_card")]
 

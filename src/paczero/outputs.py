@@ -20,6 +20,7 @@ from paczero.models.loaders import LoadedModel, save_model
 from paczero.privacy.ledger import Guarantee
 from paczero.report.card import model_card, privacy_context, privacy_statement
 from paczero.rundir import INSECURE_NOTE, STATE, append_private_line, private_dir, write_secret, write_timing
+from paczero.subsets import Secret
 from paczero.tensorboard import open_tensorboard
 from paczero.transcript import StepRecord, TranscriptWriter, genesis_hash
 
@@ -33,11 +34,11 @@ class RunOutputs:
         self.transcript: TranscriptWriter | None = None
         self.tensorboard = None
 
-    def start(self, secret_index: int, m: int, entropy: int) -> None:
+    def start(self, secret: Secret, entropy: int) -> None:
         """A fresh run: the private secret first (a run that dies after this can be resumed), the public
-        config, an empty transcript and the private TensorBoard log."""
+        config, an empty transcript and the private TensorBoard log. The one writer that reads J."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_secret(self.run_dir, secret_index, m, entropy, self.cfg.privacy.secure)
+        write_secret(self.run_dir, secret.reveal(), secret.m, entropy, self.cfg.privacy.secure)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.reopen([])
 

@@ -208,7 +208,7 @@ class Trainer:
         restored = restore(self)  # --resume: (history, best) with every released step re-applied
         if restored is None:
             if self.outputs is not None:
-                self.outputs.start(self.secret.reveal(), self.secret.m, self.entropy)
+                self.outputs.start(self.secret, self.entropy)
             history = [{"step": 0, **(self.evaluate(self.dev) or {})}]
             best = (self._selection_key(history[0]), 0, trainable_state(self.loaded))
             self._checkpoint(history, best)  # step 0: the privacy generators' start state

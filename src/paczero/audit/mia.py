@@ -23,11 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from paczero.audit.likelihood import EXACT_ON_MEANS, TranscriptNotApplicable, release_log_likelihood
 from paczero.audit.stats import AttackResult, attack_metrics
 from paczero.config import RunConfig
 from paczero.generators import public_subsets
-from paczero.mechanisms.base import Mechanism, Release, StepInput
+from paczero.mechanisms.base import Mechanism, Release, StepInput, get_mechanism
 from paczero.models.loaders import load_finetuned, load_model
 from paczero.privacy.ledger import Guarantee
 from paczero.rundir import private_dir, public_run_config, read_secret, write_private
@@ -110,6 +109,10 @@ def _lira_scores(target: np.ndarray, shadows: np.ndarray, inside: np.ndarray) ->
 # The transcript attacker: replay the public transcript and update a posterior over the candidates
 
 
+class TranscriptNotApplicable(ValueError):
+    """The run's releases are not of a kind the transcript attacker models (e.g. DP baselines)."""
+
+
 class _Replay(Mechanism):
     """The attacker's stand-in mechanism: publishes the recorded releases again, reading no secret.
 
@@ -121,19 +124,19 @@ class _Replay(Mechanism):
     reads_secret = False
     guarantee = Guarantee.NONE
 
-    def __init__(self, records: Sequence[dict[str, Any]], on_means: bool):
+    def __init__(self, records: Sequence[dict[str, Any]], source: type[Mechanism]):
         super().__init__(None, np.random.Generator(np.random.PCG64(0)))
         self._releases: Iterator[tuple[float, float, str, float | None]] = (
             item
             for r in records
             for item in zip(r["released"], r["update"], r["kinds"], r["sigma"], strict=True)
         )
-        self.on_means = on_means
+        self.source = source  # the run's mechanism: its likelihood model of what it released
 
     def release(self, step: StepInput, ledger) -> Release:
         observed, value, kind, sigma = next(self._releases)
-        likelihood = release_log_likelihood(kind, observed, sigma, step, self.on_means)
-        if not np.isfinite(ledger.log_post + likelihood).any():
+        likelihood = self.source.log_likelihood(kind, observed, sigma, step)
+        if likelihood is not None and not np.isfinite(ledger.log_post + likelihood).any():
             raise RuntimeError("no candidate subset is consistent with a recorded release")
         return Release(
             value=value, observed=observed, kind=kind, cost=0.0, sigma=sigma, log_likelihood=likelihood
@@ -151,8 +154,7 @@ def transcript_posterior(run: AuditRun) -> np.ndarray:
             f"the transcript attack models PAC releases; {run.summary['mechanism']} is not one"
         )
     cfg = dataclasses.replace(run.cfg, train=dataclasses.replace(run.cfg.train, progress=False))
-    trainer = Trainer(cfg)
-    trainer.mechanism = _Replay(run.records, run.summary["mechanism"] in EXACT_ON_MEANS)
+    trainer = Trainer(cfg, mechanism=_Replay(run.records, get_mechanism(cfg.privacy.mechanism)))
     for t, recorded in enumerate(run.records):
         replayed = trainer.step(t)
         if replayed.unanimous != recorded["unanimous"] or not np.allclose(

@@ -2,14 +2,15 @@
 
 ``transcript_audit`` re-runs a short training under several secret indices with the same seeds and checks
 that what is released agrees with the ledger: identical transcripts as long as nothing leaks, and per-release
-information, measured exactly from the public transcript, never above what the ledger charged. A built-in
-negative control (``quant_half`` under the same claim) must be caught, or the audit itself is not trusted.
+information, measured exactly from the public transcript, never above what the ledger charged. The
+registered negative control (``quant_half``) is audited under the same claim and must be caught, or the
+audit itself is not trusted.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
-import math
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -17,16 +18,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.special import logsumexp
 
-from paczero.audit.likelihood import EXACT_ON_MEANS, release_log_likelihood
 from paczero.channel import binary_gaussian_mi
 from paczero.config import RunConfig
-from paczero.mechanisms.base import Mechanism, Release, StepInput
+from paczero.mechanisms.base import Mechanism, Release, StepInput, get_mechanism, negative_control
 from paczero.privacy.ledger import Guarantee
+from paczero.privacy.pac import PacLedger
+from paczero.subsets import Secret, privacy_entropy, privacy_generators
 from paczero.trainer import InsecurePrivacyWarning, Trainer
-
-NEGATIVE_CONTROL = "quant_half"
 
 
 @dataclass
@@ -60,19 +59,20 @@ class _Recorder(Mechanism):
         return out
 
 
-def measured_information(traces: Sequence[_Trace], m: int, on_means: bool) -> np.ndarray:
+def measured_information(traces: Sequence[_Trace], m: int, mechanism: type[Mechanism]) -> np.ndarray:
     """I(S*; Y_t | realised public history) for every release, computed exactly from the public transcript.
 
-    The auditor keeps its own posterior over the candidates (Bayes on the public subset aggregates). A release
-    without noise leaks the entropy of the value it would take under the posterior; a noisy sign leaks the
-    binary-input Gaussian MI at that posterior's q₊ and the published σ; coins and public values leak nothing
-    by construction (which the identical-transcript check tests without any model).
+    The auditor keeps its own posterior over the candidates (Bayes on the public subset aggregates, with the
+    mechanism's likelihood model). A release without noise leaks the entropy of the value it would take under
+    the posterior; a noisy sign leaks the binary-input Gaussian MI at that posterior's q₊ and the published σ;
+    coins and public values leak nothing by construction (which the identical-transcript check tests without
+    any model).
     """
-    log_post = np.full(m, -math.log(m))
+    auditor = PacLedger(m, max(len(traces), 1))
     info = np.zeros(len(traces))
     for t, tr in enumerate(traces):
-        p = np.exp(log_post - logsumexp(log_post))
-        values = tr.step.means if on_means else tr.step.signs
+        p = auditor.posterior()
+        values = mechanism.released_values(tr.step)
         if tr.kind in ("unanimous", "exact"):
             _, inverse = np.unique(values, return_inverse=True)
             mass = np.bincount(inverse, weights=p)
@@ -80,8 +80,7 @@ def measured_information(traces: Sequence[_Trace], m: int, on_means: bool) -> np
             info[t] = float(-np.sum(mass * np.log(mass)))
         elif tr.kind == "noisy":
             info[t] = binary_gaussian_mi(min(max(float(np.sum(p[values > 0])), 0.0), 1.0), tr.sigma)
-        log_post = log_post + release_log_likelihood(tr.kind, tr.observed, tr.sigma, tr.step, on_means)
-        log_post -= logsumexp(log_post)
+        auditor.observe(mechanism.log_likelihood(tr.kind, tr.observed, tr.sigma, tr.step))
     return info
 
 
@@ -163,20 +162,19 @@ def transcript_audit(
     seed = AUDIT_PRIVACY_SEED if cfg.privacy.seed is None else cfg.privacy.seed
     privacy = dataclasses.replace(cfg.privacy, secure=False, seed=seed)
     cfg = dataclasses.replace(cfg, privacy=privacy, train=dataclasses.replace(cfg.train, progress=False))
-    on_means = cfg.privacy.mechanism in EXACT_ON_MEANS
+    mechanism = get_mechanism(cfg.privacy.mechanism)
+    _, noise_rng, _ = privacy_generators(privacy_entropy(seed, secure=False))  # as each re-run draws it
     runs = []
     guarantee = claim
     for i, j in enumerate(secrets):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InsecurePrivacyWarning)
-            trainer = Trainer(dataclasses.replace(cfg, privacy=dataclasses.replace(privacy, secret_index=j)))
-        recorder = _Recorder(trainer.mechanism)
-        trainer.mechanism = recorder
+        recorder = _Recorder(mechanism(Secret(j, m), copy.deepcopy(noise_rng)))
         guarantee = Guarantee(guarantee or recorder.guarantee)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InsecurePrivacyWarning)
+            rerun = dataclasses.replace(cfg, privacy=dataclasses.replace(privacy, secret_index=j))
+            trainer = Trainer(rerun, mechanism=recorder)
             trainer.run()
-        info = measured_information(recorder.traces, m, on_means)
+        info = measured_information(recorder.traces, m, mechanism)
         charges = np.array([0.0 if tr.cost is None else tr.cost for tr in recorder.traces])
         unbounded = any(tr.cost is None for tr in recorder.traces)
         if guarantee is Guarantee.ZERO_MI or unbounded:
@@ -215,7 +213,9 @@ def transcript_audit(
         passed=identical and within and (same_weights or not silent),
     )
     if control:
-        leaky = dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, mechanism=NEGATIVE_CONTROL))
+        leaky = dataclasses.replace(
+            cfg, privacy=dataclasses.replace(cfg.privacy, mechanism=negative_control().name)
+        )
         result.control = transcript_audit(leaky, secrets, control=False, claim=guarantee)
     return result
 

@@ -1,8 +1,8 @@
 """``paczero bench`` on a cached-trunk config: the step with and without the frozen-trunk cache, in one run.
 
-Reported when the measured config runs cached (``model.cache_trunk``, see :mod:`paczero.models.trunk`): the same
-mechanism's step and bare forward over the pool through the top k blocks and through the whole model, timed
-round-robin (wall clock and process CPU time), plus the cache's size against its bound
+Reported when the measured config runs cached (``model.cache_trunk``, see :mod:`paczero.models.trunk`): the
+same mechanism's step and bare forward over the pool through the top k blocks and through the whole model,
+timed round-robin (wall clock and process CPU time), plus the cache's size against its bound
 ``Σ sequences × width × hidden × bytes``.
 """
 
