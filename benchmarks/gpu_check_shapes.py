@@ -1,8 +1,8 @@
 """Random-weight models of a paper model's shape, and synthetic SST-2-like data, for ``gpu_check.py``.
 
-``paczero.models.load_model`` loads tiny test models, SmolLM2 and hub/local checkpoints; it cannot build a
-large model with random weights from a config alone. :func:`install` adds one for this benchmark only: a
-``model.name`` from :data:`SHAPES` (``random-opt-1.3b``, ``random-opt-6.7b``, ...) is built with
+``paczero.models.loaders.load_model`` loads tiny test models, SmolLM2 and hub/local checkpoints; it cannot
+build a large model with random weights from a config alone. :func:`install` adds one for this benchmark
+only: a ``model.name`` from :data:`SHAPES` (``random-opt-1.3b``, ``random-opt-6.7b``, ...) is built with
 ``OPTConfig`` directly on the target device and dtype, and everything else in ``load_model`` (LoRA, freezing,
 the trainable list) runs as for any model. Timings need the shape, not the weights.
 """

@@ -189,7 +189,8 @@ def replay(run_dir: str | Path, base: str | None = None, step: int | None = None
     ``base`` replaces the config's model (a model name or directory, or a YAML config whose ``model``
     section is used), e.g. where the base weights live elsewhere; θ_0 is that base plus the deterministic
     LoRA init. ``step`` defaults to the run's selected (best-dev) step from ``summary.json``, else the last
-    step. Returns the loaded model (a :class:`~paczero.models.LoadedModel`) and a :class:`ReplayResult`.
+    step. Returns the loaded model (a :class:`~paczero.models.loaders.LoadedModel`) and a
+    :class:`ReplayResult`.
     """
     from paczero.config import load_config
     from paczero.mechanisms import get_mechanism
