@@ -9,5 +9,5 @@ sweep=configs/replication/pilot/sweep.yaml
 paczero sweep "$sweep" --output-dir "$out" --emit \
   | awk -F'task.data_seed=' '{print $NF "\t" $0}' | sort -s -n -k1,1 | cut -f2- \
   | while read -r cell; do sh -c "$cell --overwrite"; done
-python benchmarks/pilot_table.py "$out" --plot docs/images/pilot.png > "$out/table.md"
+python benchmarks/pilot_table.py "$out" --plot docs/images/pilot.png --copy-summaries benchmarks/results/pilot > "$out/table.md"
 cat "$out/table.md"

@@ -76,3 +76,40 @@ def test_every_block_of_the_quickstart_runs(workdir, capsys):
     assert list(release.glob("model/*.safetensors"))
     assert (workdir / "runs" / "mine-from-python" / "model").is_dir()
     assert (workdir / "my-adapter" / "adapter_model.safetensors").is_file()
+
+
+def test_a_datasets_dataset_trains_exactly_as_the_same_list_of_records(workdir):
+    """The page's claim that ``api.train_model`` takes a ``datasets.Dataset`` as well as a list of dicts."""
+    import json
+
+    from datasets import Dataset
+
+    from paczero import api
+
+    lines = (workdir / "reviews.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+
+    def train(pool, test):
+        loaded = load_model(ModelConfig(name="tiny-opt", track="full"))  # a plain transformers model
+        return api.train_model(
+            loaded.model,
+            loaded.tokenizer,
+            pool,
+            test_records=test,
+            prompt="Review: {review}\nSentiment:",
+            label_words=[" negative", " positive"],
+            labels=["negative", "positive"],
+            label_field="sentiment",
+            overrides=[
+                "task.pool_size=32",
+                "task.dev_size=16",
+                "train.steps=3",
+                "privacy.subsets=8",
+                "privacy.secure=false",
+                "privacy.seed=0",
+            ],
+        ).summary
+
+    as_list = train(records[:48], records[48:])
+    as_dataset = train(Dataset.from_list(records[:48]), Dataset.from_list(records[48:]))
+    assert as_dataset == as_list and as_list["steps_run"] == 3
