@@ -89,12 +89,39 @@ def test_the_memory_cap_is_a_clear_error():
         objective.losses(cached, objective.prepare(splits.pool, loaded.device))
 
 
-@pytest.mark.parametrize("extra", [[], ["train.batch_size=24"]])
+def test_full_layers_trains_every_weight_of_the_top_blocks_only_and_is_cached_exactly():
+    loaded, splits, objective = _setup("tiny-llama", lora_layers=None, track="full", full_layers=1)
+    _, blocks = find_blocks(loaded.model)
+    assert {id(p) for _, p in loaded.trainable} == {id(p) for p in blocks[1].parameters()}
+    assert trainable_top_layers(loaded.model, [p for _, p in loaded.trainable]) == 1
+    cached = forward_model(loaded, objective)
+    assert isinstance(cached, TrunkCachedModel) and cached.k == 1
+    pool = objective.prepare(splits.pool, loaded.device)
+    for _ in range(2):
+        assert torch.equal(objective.losses(cached, pool), objective.losses(loaded.model, pool))
+    everything = load_model(ModelConfig(name="tiny-llama", track="full"))
+    assert len(everything.trainable) > len(loaded.trainable)
+    assert forward_model(everything, objective) is everything.model  # embeddings trained: not exact
+    with pytest.raises(ValueError, match="full_layers"):
+        load_model(ModelConfig(name="tiny-llama", track="full", full_layers=3))
+    with pytest.raises(ValueError, match="applies to track='full'"):
+        ModelConfig(name="tiny-llama", full_layers=1)
+    with pytest.raises(ValueError, match="applies to track='lora'"):
+        ModelConfig(name="tiny-llama", track="full", lora_layers=1)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["model.lora_layers=1"],
+        ["model.lora_layers=1", "train.batch_size=24"],
+        ["model.track=full", "model.full_layers=1", "train.lr=1e-3"],
+    ],
+)
 def test_zpl_transcript_is_identical_cached_and_uncached(make_config, tmp_path, extra):
     lines = {}
     for cache in ("true", "false"):
         cfg = make_config(
-            "model.lora_layers=1",
             f"model.cache_trunk={cache}",
             "privacy.mechanism=paczero-zpl",
             "train.steps=6",

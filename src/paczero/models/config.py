@@ -27,6 +27,7 @@ class ModelConfig:
     init_seed: int = 0
     device_map: str | None = None  # accelerate placement ("auto", "balanced", ...): one replica over devices
     lora_layers: int | None = None  # LoRA in the top k transformer blocks only; null: every block
+    full_layers: int | None = None  # full track: train the weights of the top k blocks only; null: all
     cache_trunk: bool | None = None  # run only the top blocks on cached trunk outputs; null: when exact
     trunk_cache_gib: float = 8.0  # cap on the trunk cache (sequences × tokens × hidden × bytes)
 
@@ -48,10 +49,12 @@ class ModelConfig:
             )
         if self.lora_targets is not None and len(self.lora_targets) == 0:
             raise ValueError("ModelConfig.lora_targets must be None (automatic) or a non-empty list")
-        if self.lora_layers is not None and (not isinstance(self.lora_layers, int) or self.lora_layers < 1):
-            raise ValueError(
-                f"ModelConfig.lora_layers must be a positive integer or null, got {self.lora_layers!r}"
-            )
+        for key, track in (("lora_layers", "lora"), ("full_layers", "full")):
+            k = getattr(self, key)
+            if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 1):
+                raise ValueError(f"ModelConfig.{key} must be a positive integer or null, got {k!r}")
+            if k is not None and self.track != track:
+                raise ValueError(f"ModelConfig.{key} applies to track={track!r}, not {self.track!r}")
         if not self.trunk_cache_gib > 0:
             raise ValueError(f"ModelConfig.trunk_cache_gib must be positive, got {self.trunk_cache_gib!r}")
         if not self.name:

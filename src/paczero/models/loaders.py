@@ -22,6 +22,7 @@ from paczero.models.config import DTYPES, SMOLLM2_ALIASES, TINY_MODELS, ModelCon
 from paczero.models.lora import wrap_lora
 from paczero.models.rng import preserve_global_rng
 from paczero.models.tiny import load_tiny
+from paczero.models.trunk import find_blocks
 
 __all__ = [
     "TORCH_DTYPES",
@@ -239,11 +240,27 @@ def prepare_loaded(
 
     if cfg.track == "lora":
         trainable = [(n, p) for n, p in model.named_parameters() if "lora_" in n]
+    elif cfg.full_layers is not None:
+        trainable = top_block_parameters(model, cfg.full_layers)
     else:
         trainable = list(model.named_parameters())
     if not trainable:
         raise RuntimeError(f"No trainable parameters found for {cfg.name!r} with track={cfg.track!r}")
     return LoadedModel(model=model, tokenizer=tokenizer, trainable=trainable, config=cfg)
+
+
+def top_block_parameters(model: PreTrainedModel, k: int) -> list[tuple[str, torch.nn.Parameter]]:
+    """Every weight of the top ``k`` transformer blocks (``model.full_layers``), in the model's order.
+
+    The embeddings, the final norm and the head stay frozen: with them, nothing below block L − k changes, so
+    the trunk can be cached exactly (``model.cache_trunk``); a head tied to the input embeddings would not be.
+    """
+    name, blocks = find_blocks(model)
+    if k > len(blocks):
+        kind = model.config.model_type
+        raise ValueError(f"ModelConfig.full_layers={k} but {kind} has {len(blocks)} blocks")
+    top = {id(p) for block in list(blocks)[len(blocks) - k :] for p in block.parameters()}
+    return [(n, p) for n, p in model.named_parameters() if id(p) in top]
 
 
 def save_model(loaded: LoadedModel, directory: str | Path) -> None:

@@ -277,7 +277,10 @@ def forward_model(loaded: Any, objective: Any, cfg: Any = None) -> Any:
     else:
         n_blocks = len(find_blocks(loaded.model)[1])
         if k is None or k >= n_blocks:
-            reasons.append("not every trainable parameter is in the top k < L blocks (set model.lora_layers)")
+            reasons.append(
+                "not every trainable parameter is in the top k < L blocks "
+                "(set model.lora_layers, or model.full_layers on the full track)"
+            )
     if reasons:
         if cfg.cache_trunk:
             raise TrunkError("model.cache_trunk: true, but " + "; ".join(reasons))
