@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import logging
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,7 +272,9 @@ def save_model(loaded: LoadedModel, directory: str | Path) -> None:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    loaded.model.save_pretrained(str(directory))
+    with warnings.catch_warnings():  # peft cannot find a config.json beside a GGUF base; nothing is wrong
+        warnings.filterwarnings("ignore", message="Could not find a config file in")
+        loaded.model.save_pretrained(str(directory))
     loaded.tokenizer.save_pretrained(str(directory))
 
 
