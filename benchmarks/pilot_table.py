@@ -48,6 +48,16 @@ def accuracy(summary: dict) -> float:
     return float(summary["test"]["accuracy"])
 
 
+def paired(runs: dict[str, dict[int, dict]], a: str, b: str) -> tuple[list[int], list[float]]:
+    """Seeds both methods ran and the differences a − b in points. Zero-shot is run once: its test set (all
+    872 validation examples) and its model are the same for every seed, so its one value pairs with each."""
+    ra, rb = runs.get(a, {}), runs.get(b, {})
+    if b == "zero-shot" and len(rb) == 1:
+        rb = dict.fromkeys(ra, next(iter(rb.values())))
+    seeds = sorted(set(ra) & set(rb))
+    return seeds, [100 * (accuracy(ra[s]) - accuracy(rb[s])) for s in seeds]
+
+
 def table(runs: dict[str, dict[int, dict]]) -> str:
     lines = [
         "| method | seeds | test accuracy, mean ± 95% CI | per seed |",
@@ -58,14 +68,15 @@ def table(runs: dict[str, dict[int, dict]]) -> str:
         accs = [accuracy(cells[s]) for s in sorted(cells)]
         mean, half = interval(accs)
         per_seed = ", ".join(f"{s}: {accuracy(cells[s]):.3f}" for s in sorted(cells))
-        lines.append(f"| {LABELS[method]} | {len(accs)} | {mean:.3f} ± {half:.3f} | {per_seed} |")
+        spread = "" if np.isnan(half) else f" ± {half:.3f}"
+        lines.append(f"| {LABELS[method]} | {len(accs)} | {mean:.3f}{spread} | {per_seed} |")
     lines += ["", "| paired difference | seeds | mean ± 95% CI (points) | per seed |", "|---|---|---|---|"]
     for a, b in PAIRS:
-        seeds = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
-        diffs = [100 * (accuracy(runs[a][s]) - accuracy(runs[b][s])) for s in seeds]
+        seeds, diffs = paired(runs, a, b)
         mean, half = interval(diffs)
         per_seed = ", ".join(f"{s}: {d:+.1f}" for s, d in zip(seeds, diffs, strict=True))
-        lines.append(f"| {LABELS[a]} − {LABELS[b]} | {len(seeds)} | {mean:+.1f} ± {half:.1f} | {per_seed} |")
+        spread = "" if np.isnan(half) else f" ± {half:.1f}"
+        lines.append(f"| {LABELS[a]} − {LABELS[b]} | {len(seeds)} | {mean:+.1f}{spread} | {per_seed} |")
     zpl = runs.get("zpl", {})
     if zpl:
         rates = [s["privacy"]["unanimity_rate"] for s in zpl.values()]
