@@ -16,18 +16,12 @@ import pytest
 
 from paczero.cli import main
 from paczero.generators import data_generator, public_subsets
+from tests.conftest import SECURE_RUN
 
 J, SEED, M = 45, 987654321, 64
 RUN = [
-    "task.name=synthetic-sentiment",
+    *SECURE_RUN,  # a later value of a key wins
     "task.pool_size=48",
-    "task.dev_size=16",
-    "task.test_size=16",
-    "model.name=tiny-opt",
-    "train.steps=4",
-    "train.eval_every=2",
-    "train.checkpoint_every=2",
-    "train.progress=false",
     f"privacy.subsets={M}",
     f"privacy.secret_index={J}",
     "privacy.secure=false",
