@@ -16,6 +16,8 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+from paczero.config import RunConfig
+from paczero.report.card import model_card
 from paczero.rundir import INSECURE_NOTE, RunDirError, is_public, public_run_config
 from paczero.transcript import HEAD, TRANSCRIPT, read_transcript
 
@@ -47,11 +49,8 @@ def _reason_to_skip(rel: str, path: Path, transcript_only: bool) -> str | None:
     return None
 
 
-def export_run(
-    run_dir: str | Path, output: str | Path, transcript_only: bool = False, allow_insecure: bool = False
-) -> Bundle:
-    """Copy a finished run's public outputs to ``output`` (a new or empty directory) with a manifest."""
-    run_dir, output = Path(run_dir), Path(output)
+def _check_exportable(run_dir: Path, output: Path, allow_insecure: bool) -> RunConfig:
+    """The run's public config, once the run is finished, its transcript verified and ``output`` usable."""
     for needed in ("summary.json", "privacy.md", TRANSCRIPT, HEAD):
         if not (run_dir / needed).is_file():
             raise FileNotFoundError(f"{run_dir} is not a finished run: no {needed}")
@@ -67,23 +66,57 @@ def export_run(
             f"{run_dir} is not private: {INSECURE_NOTE} Export it anyway with --allow-insecure (the bundle "
             f"then carries {NOT_PRIVATE})."
         )
-    files, skipped = {}, {}
+    return cfg
+
+
+def _write_merged(run_dir: Path, cfg: RunConfig, model_dir: Path) -> None:
+    """The run's selected LoRA model with the adapter merged into the base weights, and its card."""
+    from paczero.models.loaders import load_finetuned, save_merged
+
+    save_merged(load_finetuned(cfg.model, run_dir / "model"), model_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    (model_dir / "README.md").write_text(model_card(summary, merged=True))
+
+
+def export_run(
+    run_dir: str | Path,
+    output: str | Path,
+    transcript_only: bool = False,
+    allow_insecure: bool = False,
+    merge: bool = False,
+) -> Bundle:
+    """Copy a finished run's public outputs to ``output`` (a new or empty directory) with a manifest.
+
+    ``merge``: for a LoRA run, ``model/`` holds the adapter merged into the base weights (a plain transformers
+    model) instead of the adapter; a full-track run's ``model/`` already is one.
+    """
+    run_dir, output = Path(run_dir), Path(output)
+    if merge and transcript_only:
+        raise ValueError("--merge writes the model and --transcript-only leaves it out: choose one")
+    cfg = _check_exportable(run_dir, output, allow_insecure)
+    merge = merge and cfg.model.track == "lora"
+    skipped = {}
     for path in sorted(run_dir.rglob("*")):
         rel = path.relative_to(run_dir).as_posix()
         if path.is_dir() and not path.is_symlink():
             continue
         reason = _reason_to_skip(rel, path, transcript_only)
+        if reason is None and merge and rel.startswith("model/"):
+            reason = "adapter replaced by the merged model (--merge)"
         if reason is not None:
             skipped[rel] = reason
             continue
         target = output / rel
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
-        target.chmod(0o644)
-        files[rel] = hashlib.sha256(target.read_bytes()).hexdigest()
+    if merge:
+        _write_merged(run_dir, cfg, output / "model")
     if not cfg.private:
         (output / NOT_PRIVATE).write_text(INSECURE_NOTE + "\n")
-        files[NOT_PRIVATE] = hashlib.sha256((output / NOT_PRIVATE).read_bytes()).hexdigest()
+    files = {}
+    for path in sorted(p for p in output.rglob("*") if p.is_file()):
+        path.chmod(0o644)
+        files[path.relative_to(output).as_posix()] = hashlib.sha256(path.read_bytes()).hexdigest()
     manifest = {"private": cfg.private, "files": files}
     (output / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return Bundle(path=output, files=files, skipped=skipped, private=cfg.private)

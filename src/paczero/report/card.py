@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-import yaml
-
+from paczero.models.config import hub_id
 from paczero.privacy.ledger import Guarantee
 from paczero.rundir import INSECURE_NOTE
 
@@ -128,58 +128,117 @@ def privacy_statement(summary: dict[str, Any]) -> str:
 
 
 TASK_DATASETS = {"sst2": "stanfordnlp/sst2", "squad": "rajpurkar/squad"}
+TASK_TYPES = {"accuracy": "text-classification"}  # by primary metric; anything else generates text
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
+CARD_SPLITS = {"dev (selected)": "validation", "test": "test"}
 
 
-def model_card(summary: dict[str, Any]) -> str:
-    """README.md for the saved model (Hugging Face card: YAML front matter, task, metrics, privacy statement).
+def guarantee_sentence(summary: dict[str, Any]) -> str:
+    """The privacy guarantee of a run in one sentence (the card's summary of its privacy statement)."""
+    p = summary["privacy"]
+    if p.get("private") is False:
+        return "This model carries no privacy guarantee: its privacy randomness was deterministic."
+    text = f"Trained with `{summary['mechanism']}`: {GUARANTEES.get(p['guarantee'], p['guarantee'])}"
+    if p.get("epsilon_spent") is not None:
+        text += f", spent ε = {_fmt(p['epsilon_spent'])} at δ = {_fmt(p.get('delta'))}"
+    elif p.get("mi_spent") is not None:
+        text += f", spent {_fmt(p['mi_spent'])} nats"
+    bound = p.get("attack_bound")
+    if bound is not None and bound < 1:
+        text += f"; a membership attack succeeds with probability at most {_fmt(bound)}"
+    return text + "."
+
+
+def eval_results(summary: dict[str, Any]) -> list[Any]:
+    """The dev (selected step) and test metrics as the Hub's ``model-index`` evaluation results."""
+    from huggingface_hub import EvalResult
+
+    task_type = TASK_TYPES.get(summary["primary_metric"], "text-generation")
+    dataset = TASK_DATASETS.get(summary["task"], summary["task"])
+    return [
+        EvalResult(
+            task_type=task_type,
+            dataset_type=dataset,
+            dataset_name=summary["task"],
+            dataset_split=CARD_SPLITS[row],
+            metric_type=metric,
+            metric_name=f"{row.split()[0]} {metric}",
+            metric_value=value,
+        )
+        for row, values in _metric_rows(summary).items()
+        if row in CARD_SPLITS
+        for metric, value in values.items()
+    ]
+
+
+def card_data(summary: dict[str, Any], merged: bool = False) -> Any:
+    """The card's metadata (``huggingface_hub.ModelCardData``): base model, data set, tags, eval results."""
+    from huggingface_hub import ModelCardData
+
+    adapter = summary["track"] == "lora" and not merged
+    base = hub_id(summary["model"])
+    kind = "lora" if summary["track"] == "lora" else "full-finetune"
+    metrics = sorted({k for split in _metric_rows(summary).values() for k in split})
+    return ModelCardData(
+        base_model=base if HUB_ID.fullmatch(base) else None,
+        datasets=[TASK_DATASETS[summary["task"]]] if summary["task"] in TASK_DATASETS else None,
+        library_name="peft" if adapter else "transformers",
+        tags=["paczero", "zeroth-order", "pac-privacy", summary["mechanism"], kind]
+        + (["merged"] if merged and summary["track"] == "lora" else []),
+        pipeline_tag="text-generation",
+        metrics=metrics or None,
+        model_name=f"{summary['model'].rsplit('/', 1)[-1]}-{summary['task']}-{summary['mechanism']}",
+        eval_results=eval_results(summary) or None,
+        paczero_version=summary["paczero_version"],
+    )
+
+
+def model_card(summary: dict[str, Any], merged: bool = False) -> str:
+    """README.md for the saved model: a Hugging Face card (``huggingface_hub.ModelCard``) with metadata, eval
+    results, the task, the metrics and the privacy statement.
 
     Built from the summary alone, which holds no secret; timings are left out so that runs whose released
-    transcripts are identical (ZPL under different secrets) get identical cards.
+    transcripts are identical (ZPL under different secrets) get identical cards. ``merged``: the card of a
+    LoRA run's adapter merged into the base weights (``paczero export --merge``).
     """
+    from huggingface_hub import ModelCard
+
+    data = card_data(summary, merged)
+    body = _card_body(summary, merged, data.metrics or [])
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n\n{body}"))
+
+
+def _card_body(summary: dict[str, Any], merged: bool, metrics: list[str]) -> str:
     lora = summary["track"] == "lora"
-    tags = [
-        "paczero",
-        "zeroth-order",
-        "pac-privacy",
-        summary["mechanism"],
-        "lora" if lora else "full-finetune",
-    ]
-    meta: dict[str, Any] = {
-        "library_name": "peft" if lora else "transformers",
-        "base_model": summary["model"],
-        "tags": tags,
-        "pipeline_tag": "text-generation",
-    }
-    if summary["task"] in TASK_DATASETS:
-        meta["datasets"] = [TASK_DATASETS[summary["task"]]]
-    metrics = sorted({k for split in _metric_rows(summary).values() for k in split})
-    if metrics:
-        meta["metrics"] = metrics
+    what = "LoRA adapter" + (", merged into the base weights" if merged else "") if lora else "all weights"
     rows = [
         f"| {name} | " + " | ".join(_fmt(vals.get(k)) for k in metrics) + " |"
         for name, vals in _metric_rows(summary).items()
     ]
     hp = summary["hyperparameters"]
-    body = [
-        f"# {summary['model']} fine-tuned on {summary['task']} with `{summary['mechanism']}`",
-        "",
-        *([f"**{INSECURE_NOTE}**", ""] if summary["privacy"].get("private") is False else []),
-        f"Zeroth-order fine-tuning ({'LoRA adapter' if lora else 'all weights'}, "
-        f"{summary['trainable_parameters']} trainable parameters) with paczero {summary['paczero_version']}: "
-        f"{summary['steps_run']} of {summary['steps_planned']} steps ({summary['stop_reason']}), "
-        f"K = {hp['directions']} direction(s) per step, learning rate {hp['lr']} ({hp['schedule']}), "
-        f"checkpoint of step {summary['selected_step']} selected by {hp['select_by']} on the dev set.",
-        "",
-        "## Metrics",
-        "",
-        "| split | " + " | ".join(metrics) + " |",
-        "|---|" + "---|" * len(metrics),
-        *rows,
-        "",
-        privacy_statement(summary).replace("# Privacy statement", "## Privacy statement", 1).rstrip(),
-        "",
-    ]
-    return "---\n" + yaml.safe_dump(meta, sort_keys=False) + "---\n\n" + "\n".join(body)
+    return "\n".join(
+        [
+            f"# {summary['model']} fine-tuned on {summary['task']} with `{summary['mechanism']}`",
+            "",
+            *([f"**{INSECURE_NOTE}**", ""] if summary["privacy"].get("private") is False else []),
+            guarantee_sentence(summary),
+            "",
+            f"Zeroth-order fine-tuning ({what}, {summary['trainable_parameters']} trainable parameters) "
+            f"with paczero {summary['paczero_version']}: {summary['steps_run']} of "
+            f"{summary['steps_planned']} steps ({summary['stop_reason']}), K = {hp['directions']} "
+            f"direction(s) per step, learning rate {hp['lr']} ({hp['schedule']}), checkpoint of step "
+            f"{summary['selected_step']} selected by {hp['select_by']} on the dev set.",
+            "",
+            "## Metrics",
+            "",
+            "| split | " + " | ".join(metrics) + " |",
+            "|---|" + "---|" * len(metrics),
+            *rows,
+            "",
+            privacy_statement(summary).replace("# Privacy statement", "## Privacy statement", 1).rstrip(),
+            "",
+        ]
+    )
 
 
 def _metric_rows(summary: dict[str, Any]) -> dict[str, dict[str, float]]:
