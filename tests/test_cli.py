@@ -1,11 +1,19 @@
 """The command line drives real runs: train writes every output, eval reloads them, errors exit non-zero."""
 
+import argparse
+import ast
 import json
+import logging
+from pathlib import Path
 
 import pytest
 
-from paczero.cli import main
+from paczero import __version__, channel
+from paczero.cli import build_parser, main
+from paczero.commands import UsageError, run_dir
 from tests.conftest import TINY
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "paczero"
 
 
 def write_config(tmp_path, text=""):
@@ -54,18 +62,19 @@ def test_privacy_conversions_print_both_directions(capsys):
 
 
 @pytest.mark.parametrize(
-    "argv, message",
+    "argv, message, code",
     [
-        (["--set", "train.stpes=3"], "did you mean 'train.steps'"),
-        (["--set", "privacy.subsets=7"], "even"),
-        (["--set", "task.data_dir=/nonexistent", "--set", "task.name=sst2"], "not found"),
+        (["--set", "train.stpes=3"], "did you mean 'train.steps'", 2),  # a config error: nothing ran
+        (["--set", "privacy.subsets=7"], "even", 2),
+        (["--set", "task.data_dir=/nonexistent", "--set", "task.name=sst2"], "not found", 1),  # a failure
     ],
 )
-def test_bad_input_exits_with_a_clear_message(tmp_path, capsys, argv, message):
+def test_bad_input_exits_with_a_clear_message(tmp_path, capsys, argv, message, code):
     cfg = write_config(tmp_path)
-    code = main(["train", "--config", str(cfg), "--output-dir", str(tmp_path / "o"), *sets(*TINY), *argv])
-    assert code == 2
-    assert message in capsys.readouterr().err
+    got = main(["train", "--config", str(cfg), "--output-dir", str(tmp_path / "o"), *sets(*TINY), *argv])
+    assert got == code
+    err = capsys.readouterr().err
+    assert message in err and err.startswith("paczero: error:")
 
 
 def test_eval_of_a_base_model_from_a_config_is_the_zero_shot_start_of_a_run(tmp_path, capsys):
@@ -92,3 +101,99 @@ def test_eval_of_a_base_model_from_a_config_is_the_zero_shot_start_of_a_run(tmp_
     ]:
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+
+
+def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    """Every (sub)subcommand's parser by its full name (``audit mia``)."""
+    (action,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    found = {}
+    for name, sub in action.choices.items():
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        found.update({f"{name} {k}": v for k, v in subcommands(sub).items()} if nested else {name: sub})
+    return found
+
+
+def test_version_and_help_follow_the_usual_conventions(capsys):
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"paczero {__version__}"
+    assert main(["--help"]) == 0
+    assert "`" not in capsys.readouterr().out  # no raw reST in the top-level help
+    commands = subcommands(build_parser())
+    assert {"train", "eval", "export", "report", "audit mia", "audit transcript"} <= set(commands)
+    for name, parser in commands.items():
+        text = parser.format_help()
+        assert parser.description and f"example:\n  paczero {name} " in text, name
+
+
+@pytest.mark.parametrize("argv", [["privacy"], ["privacy", "--mi", "1", "--epsilon", "1"]])
+def test_usage_errors_exit_2_with_the_usual_error_line(capsys, argv):
+    assert main(argv) == 2
+    assert capsys.readouterr().err.startswith("paczero: error: give exactly one of --mi or --epsilon")
+
+
+def test_a_programming_error_is_not_reported_as_a_user_error(monkeypatch):
+    def broken(*_args):
+        raise KeyError("a bug")
+
+    monkeypatch.setattr(channel, "attack_bound_from_mi", broken)
+    with pytest.raises(KeyError, match="a bug"):
+        main(["privacy", "--mi", "0.3"])
+
+
+def test_destinations_take_output_dir_or_output_and_runs_take_run_or_a_positional(tmp_path):
+    parser = build_parser()
+    for flag in ("--output-dir", "--output"):
+        args = parser.parse_args(["export", "--run", "r", flag, "d"])
+        assert args.output_dir == "d"
+    for argv in (["train"], ["compare"], ["sweep", "grid.yaml"], ["replay", "--run", "r"]):
+        assert parser.parse_args([*argv, "--output", "d"]).output_dir == "d"
+    assert run_dir(parser.parse_args(["report", "--run", "r"])) == run_dir(parser.parse_args(["report", "r"]))
+    assert parser.parse_args(["replay", "--transcript", "t", "--output-dir", "o"]).run == "t"  # old spelling
+    with pytest.raises(UsageError):
+        run_dir(parser.parse_args(["report", "r", "--run", "s"]))
+
+
+@pytest.mark.parametrize(
+    "flags, level, bars", [([], "WARNING", False), (["-v"], "INFO", True), (["-q"], "ERROR", False)]
+)
+def test_verbosity_sets_paczero_transformers_and_hub_logging_and_third_party_bars(capsys, flags, level, bars):
+    import transformers
+    from huggingface_hub.utils import are_progress_bars_disabled
+
+    assert main([*flags, "privacy", "--mi", "0.3"]) == 0
+    expected = getattr(logging, level)
+    assert logging.getLogger("paczero").level == expected
+    assert transformers.logging.get_verbosity() == expected
+    assert logging.getLogger("huggingface_hub").level == expected
+    assert are_progress_bars_disabled() is not bars and transformers.logging.is_progress_bar_enabled() is bars
+    logging.getLogger("paczero.models.loaders").info("looked in the cache")
+    assert ("looked in the cache" in capsys.readouterr().err) is (level == "INFO")
+    main(["privacy", "-v", "--mi", "0.3"])  # after the command as well
+    assert logging.getLogger("paczero").level == logging.INFO
+
+
+def test_the_gguf_progress_bar_follows_the_third_party_setting():
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    from paczero.models.loaders import _gguf_progress_setting
+
+    for enabled in (False, True):
+        (hf_logging.enable_progress_bar if enabled else hf_logging.disable_progress_bar)()
+        with _gguf_progress_setting():
+            assert gguf_utils.tqdm(range(2)).disable is not enabled
+    assert gguf_utils.tqdm(range(2)).disable is False  # restored afterwards
+
+
+def function_lengths(source: str) -> dict[str, int]:
+    """Lines of every function (decorators and docstring included) in a module's source."""
+    nodes = [n for n in ast.walk(ast.parse(source)) if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
+    return {n.name: n.end_lineno - min([n.lineno, *(d.lineno for d in n.decorator_list)]) + 1 for n in nodes}
+
+
+def test_cli_functions_are_short_and_declare_set_once():
+    source = (SRC / "cli.py").read_text()
+    assert {name: n for name, n in function_lengths(source).items() if n > 60} == {}
+    assert source.count('"--set"') == 1
+    planted = "def long():\n" + "    x = 1\n" * 60  # negative control: 61 lines
+    assert function_lengths(planted) == {"long": 61}
