@@ -96,11 +96,12 @@ def test_eval_of_a_base_model_from_a_config_is_the_zero_shot_start_of_a_run(tmp_
     for argv, message in [
         (["eval"], "one of --run"),
         (["eval", "--run", str(out), "--config", str(cfg)], "one of --run"),
-        (["eval", "--run", str(out), "--model", "tiny-llama"], "--model goes with --config"),
         (["eval", "--config", "no-such-config"], "neither a file nor a shipped config"),
     ]:
         assert main(argv) == 2
         assert message in capsys.readouterr().err
+    assert main(["eval", "--run", str(out), "--model", str(tmp_path / "nowhere")]) == 1  # a runtime failure
+    assert "no saved model directory" in capsys.readouterr().err
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
