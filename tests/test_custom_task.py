@@ -63,9 +63,29 @@ def test_a_valid_custom_classification_task_trains(tmp_path):
     assert summary["test"]["accuracy"] >= 0.75 and summary["primary_metric"] == "accuracy"
 
 
-@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv"])
+def write_sentiment_as(path: Path, n: int, seed: int) -> Path:
+    """The synthetic sentiment set in the format ``path`` names: a JSON array, Parquet, or a save_to_disk
+    folder (a DatasetDict with a train split); everything else as :func:`write_sentiment` writes it."""
+    if path.suffix not in (".json", ".parquet", ""):
+        write_sentiment(path, n, seed)
+        return path
+    rows = [
+        {"text": e.fields["sentence"], "mood": ["neg", "pos"][e.label]} for e in synthetic_sentiment(n, seed)
+    ]
+    if path.suffix == ".json":
+        path.write_text(json.dumps(rows, indent=1))
+        return path
+    datasets = pytest.importorskip("datasets")
+    if path.suffix == ".parquet":
+        datasets.Dataset.from_list(rows).to_parquet(str(path))
+    else:
+        datasets.DatasetDict(train=datasets.Dataset.from_list(rows)).save_to_disk(str(path))
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv", ".json", ".parquet", ""])
 def test_every_format_reads_the_same_examples(tmp_path, suffix):
-    write_sentiment(tmp_path / f"train{suffix}", 200, 0)
+    write_sentiment_as(tmp_path / f"train{suffix}", 200, 0)
     splits = load_splits(classification(tmp_path / f"train{suffix}").task)
     reference = synthetic_sentiment(200, 0)
     assert len(splits.pool) == 128 and splits.test == []
@@ -190,7 +210,7 @@ def test_nothing_is_trained_on_a_partially_read_file(tmp_path, capsys):
     )
     out = tmp_path / "run"
     args = ["train", "--config", str(config), "--output-dir", str(out)]
-    assert main([*args, *[a for o in TINY[1:] for a in ("--set", o)]]) == 2
+    assert main([*args, *[a for o in TINY[1:] for a in ("--set", o)]]) == 1  # ran, and failed on the data
     assert f"{train}:201: unknown label 'great'" in capsys.readouterr().err
     assert not out.exists()  # no steps, no model, no summary
 
@@ -246,3 +266,53 @@ def test_multiple_choice_options_come_from_each_record(tmp_path):
     cfg.task.custom.train = str(bad)
     with pytest.raises(ValueError, match=r"bad.jsonl:1: missing field 'b'"):
         load_splits(cfg.task)
+
+
+def test_a_json_array_file_trains_from_the_command_line(tmp_path, capsys):
+    write_sentiment_as(tmp_path / "train.json", 200, 0)
+    config = tmp_path / "task.yaml"
+    config.write_text(
+        "task:\n  name: custom\n  prompt: '{text} It was'\n"
+        f"  custom:\n    train: {tmp_path / 'train.json'}\n    label_field: mood\n    labels: [neg, pos]\n"
+    )
+    args = ["train", "--config", str(config), "--output-dir", str(tmp_path / "run"), "--set", "train.steps=2"]
+    assert main([*args, *[a for o in TINY[1:] for a in ("--set", o)]]) == 0
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["steps_run"] == 2
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            '[{"text": "good", "mood": "pos"},\n {"text": "bad", "mood": "meh"}]',
+            r"t.json row 1: unknown label 'meh'",
+        ),
+        ('[{"text": "good", "mood": "pos"}, ["bad"]]', r"t.json row 1: each record must be a JSON object"),
+        ('[{"text": "good", "mood": "pos"},\n {oops}]', r"t.json:2: not valid JSON"),
+        (
+            '{"text": "good", "mood": "pos"}\n{"mood": "neg"}\n',
+            r"t.json:2: missing field 'text'",
+        ),  # JSON Lines
+        ("[]", r"t.json: no records"),
+    ],
+)
+def test_json_files_hold_an_array_or_lines_and_errors_name_the_row(tmp_path, content, message):
+    (tmp_path / "t.json").write_text(content)
+    with pytest.raises(ValueError, match=message):
+        load_splits(classification(tmp_path / "t.json").task)
+
+
+def test_parquet_and_folder_errors_name_the_file_the_row_and_the_splits(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    rows = [{"text": "good", "mood": "pos"}, {"text": "", "mood": "neg"}]
+    datasets.Dataset.from_list(rows).to_parquet(str(tmp_path / "t.parquet"))
+    with pytest.raises(ValueError, match=r"t.parquet row 1: field 'text' is empty"):
+        load_splits(classification(tmp_path / "t.parquet").task)
+    datasets.DatasetDict(dev=datasets.Dataset.from_list(rows)).save_to_disk(str(tmp_path / "folder"))
+    with pytest.raises(ValueError, match=r"folder: no split 'train' \(it has dev\)"):
+        load_splits(classification(tmp_path / "folder").task)
+    with pytest.raises(ValueError, match=r"folder \[dev\] row 1: field 'text' is empty"):
+        load_splits(classification(tmp_path / "folder", None, "task.custom.train_split=dev").task)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="not a datasets.save_to_disk folder"):
+        load_splits(classification(tmp_path / "empty").task)

@@ -22,7 +22,8 @@ import yaml
 from paczero.config import PrivacyConfig, RunConfig, TrainConfig
 from paczero.models.config import DTYPES, TINY_MODELS, TRACKS, ModelConfig
 from paczero.tasks.config import OBJECTIVES, TASKS, TaskConfig
-from paczero.tasks.custom import FORMATS, KINDS, CustomTaskConfig
+from paczero.tasks.custom import KINDS, CustomTaskConfig
+from paczero.tasks.files import FOLDER, FORMATS
 
 SECTIONS: tuple[tuple[str, type], ...] = (
     ("task", TaskConfig),
@@ -47,8 +48,8 @@ HELP: dict[str, str] = {
     "task.test_size": "test examples for the final metric of the selected model; 0: no test",
     "task.data_seed": "seed of the pool/dev/test draw (public)",
     "task.custom.hub_config": "configuration name of the hub data set, if it has several",
-    "task.custom.train_split": "hub split the pool and dev are drawn from",
-    "task.custom.test_split": "hub split the test set is drawn from; null: no test set",
+    "task.custom.train_split": "split the pool and dev are drawn from (hub, or a folder of splits)",
+    "task.custom.test_split": "split the test set is drawn from (hub or folder); null with hub: no test set",
     "task.custom.label_field": "record field holding the class label",
     "model.name": "model to fine-tune: a built-in alias, a Hugging Face id or a local folder",
     "model.dtype": "weights and forward dtype; bfloat16 halves memory on GPUs",
@@ -78,8 +79,8 @@ ALLOWED: dict[str, Callable[[], str]] = {
     "task.max_new_tokens": lambda: "≥ 1 and < task.max_length",
     "task.max_length": lambda: "≥ 4",
     "task.custom.kind": lambda: _join(KINDS),
-    "task.custom.train": lambda: "a file ending in " + _join(FORMATS),
-    "task.custom.test": lambda: "a file ending in " + _join(FORMATS),
+    "task.custom.train": lambda: f"a file ending in {_join(FORMATS)}, or {FOLDER}",
+    "task.custom.test": lambda: f"a file ending in {_join(FORMATS)}, or {FOLDER}",
     "model.name": lambda: f"{_join(TINY_MODELS)} (random weights), smollm2-135m, a hub id or a local path",
     "model.dtype": lambda: _join(DTYPES),
     "model.track": lambda: _join(TRACKS),

@@ -1,24 +1,22 @@
-"""Tasks defined in YAML over local JSONL/CSV/TSV files or a Hugging Face hub data set.
+"""Tasks defined in YAML over local files (:mod:`paczero.tasks.files`) or a Hugging Face hub data set.
 
 A file is read and checked completely before any example is returned: a bad record raises an error that
-names the file, the line and the problem (missing field, unknown label, empty text, wrong encoding, bad
-JSON or CSV), so a run never starts on a partially read file.
+names the file, the line or row and the problem (missing field, unknown label, empty text, wrong encoding,
+bad JSON or CSV), so a run never starts on a partially read file.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import string
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paczero.tasks.data import Example, _json_record
+from paczero.tasks.data import Example
+from paczero.tasks.files import FOLDER, FORMATS, is_readable_source, is_table, read_records
 
 KINDS = ("classification", "generation")
-FORMATS = {".jsonl": "jsonl", ".json": "jsonl", ".csv": "csv", ".tsv": "tsv"}
 
 
 @dataclass
@@ -30,8 +28,8 @@ class CustomTaskConfig:
     """
 
     kind: str = "classification"  # classification (label words) or generation (answers, F1/EM)
-    train: str | None = None  # local JSONL/CSV/TSV file; pool and dev are drawn from it
-    test: str | None = None  # local file for the test split; unset with hub unset: no test set
+    train: str | None = None  # local data file or save_to_disk folder; pool and dev are drawn from it
+    test: str | None = None  # local file or folder for the test split; unset with hub unset: no test set
     hub: str | None = None  # Hugging Face data set id, instead of local files
     hub_config: str | None = None
     train_split: str = "train"
@@ -48,8 +46,10 @@ class CustomTaskConfig:
         if self.hub is not None and self.test is not None:
             raise ValueError("task.custom.test is for local files; with 'hub' set 'test_split' instead")
         for path in (self.train, self.test):
-            if path is not None and Path(path).suffix.lower() not in FORMATS:
-                raise ValueError(f"{path}: unknown format; use one of {', '.join(FORMATS)} as the extension")
+            if path is not None and not is_readable_source(path):
+                raise ValueError(
+                    f"{path}: unknown format; use one of {', '.join(FORMATS)} as the extension, or {FOLDER}"
+                )
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise ValueError(f"task.custom.labels has duplicates: {self.labels}")
 
@@ -136,64 +136,10 @@ class RecordSchema:
         return [self.example(record, where) for where, record in records]
 
 
-def read_records(path: str | Path) -> list[tuple[str, dict[str, Any]]]:
-    """Every record of a JSONL, CSV or TSV file with its ``file:line``; the whole file or an error."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"data file not found: {path}")
-    fmt = FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        raise ValueError(f"{path}: unknown format; use one of {', '.join(FORMATS)} as the extension")
-    raw = path.read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise ValueError(
-            f"{path}:{line}: not UTF-8 text ({err.reason} at byte {err.start}); re-save the file as UTF-8"
-        ) from None
-    records = _read_jsonl(text, path) if fmt == "jsonl" else _read_table(text, path, fmt)
-    if not records:
-        raise ValueError(f"{path}: no records")
-    return records
-
-
-def _read_jsonl(text: str, path: Path) -> list[tuple[str, dict[str, Any]]]:
-    return [
-        (f"{path}:{lineno}", _json_record(line, path, lineno))
-        for lineno, line in enumerate(text.splitlines(), 1)
-        if line.strip()
-    ]
-
-
-def _read_table(text: str, path: Path, fmt: str) -> list[tuple[str, dict[str, Any]]]:
-    # TSV as GLUE writes it: no quoting (a tab cannot occur inside a field); CSV with standard quoting
-    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
-    reader = csv.DictReader(
-        io.StringIO(text, newline=""), delimiter="\t" if fmt == "tsv" else ",", quoting=quoting, strict=True
-    )
-    records = []
-    try:
-        header = reader.fieldnames
-        if not header:
-            return []
-        if len(set(header)) != len(header):
-            raise ValueError(f"{path}:1: header repeats a column name: {header}")
-        for row in reader:
-            where = f"{path}:{reader.line_num}"
-            if None in row or None in row.values():
-                got = len(header) + len(row.get(None, [])) - sum(v is None for v in row.values())
-                raise ValueError(f"{where}: {got} columns, the header has {len(header)}")
-            records.append((where, row))
-    except csv.Error as err:
-        raise ValueError(f"{path}:{reader.line_num}: malformed {fmt.upper()} ({err})") from None
-    return records
-
-
-def read_examples(path: str | Path, schema: RecordSchema) -> list[Example]:
-    """All examples of a local file, checked against the schema (the header first for CSV/TSV)."""
-    records = read_records(path)
-    if FORMATS[Path(path).suffix.lower()] != "jsonl":
+def read_examples(path: str | Path, schema: RecordSchema, split: str | None = None) -> list[Example]:
+    """All examples of a local file or folder, checked against the schema (the header first for CSV/TSV)."""
+    records = read_records(path, split)
+    if is_table(path):
         header = list(records[0][1])
         for name in schema.required():
             if name not in header:
@@ -248,6 +194,6 @@ def load_custom(
         train = hub_examples(cfg.hub, cfg.hub_config, cfg.train_split, schema)
         test = hub_examples(cfg.hub, cfg.hub_config, cfg.test_split, schema) if cfg.test_split else []
         return train, test
-    train = read_examples(cfg.train, schema)
-    test = read_examples(cfg.test, schema) if cfg.test is not None else []
+    train = read_examples(cfg.train, schema, cfg.train_split)
+    test = read_examples(cfg.test, schema, cfg.test_split) if cfg.test is not None else []
     return train, test
