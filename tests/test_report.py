@@ -2,15 +2,12 @@
 
 import json
 import re
-from types import SimpleNamespace
 
 import pytest
 import yaml
 
-from paczero import tensorboard
 from paczero.cli import main
 from paczero.report.html import write_report
-from paczero.tensorboard import TensorBoardLog, open_tensorboard
 from paczero.trainer import Trainer
 from tests.conftest import tiny_config
 
@@ -170,30 +167,3 @@ def test_zpl_runs_with_different_secrets_get_identical_model_cards_and_reports(m
         files = [run / "model" / "README.md", report.html, *sorted(report.figures.values())]
         outputs.append([f.read_bytes() for f in files])
     assert outputs[0] == outputs[1]
-
-
-class FakeWriter:
-    def __init__(self):
-        self.scalars, self.closed = [], False
-
-    def add_scalar(self, tag, value, step):
-        self.scalars.append((tag, value, step))
-
-    def close(self):
-        self.closed = True
-
-
-def test_tensorboard_is_skipped_cleanly_without_the_package_and_logs_public_scalars(
-    runs, monkeypatch, tmp_path
-):
-    monkeypatch.setattr(tensorboard.importlib.util, "find_spec", lambda name: None)
-    assert open_tensorboard(tmp_path / "tb") is None and not (tmp_path / "tb").exists()
-    root, _ = runs
-    records = [json.loads(x) for x in (root / "runs" / "mi" / "steps.jsonl").read_text().splitlines()]
-    writer = FakeWriter()
-    log = TensorBoardLog(writer)
-    for r in records:
-        log.log(SimpleNamespace(**r))
-    log.close()
-    tags = {t for t, _, _ in writer.scalars}
-    assert {"train/loss", "privacy/mi_spent", "privacy/unanimous"} <= tags and writer.closed

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 FORMAT = 2
 CHECKPOINTS = "checkpoints"
 PRIVATE_MODE = 0o600
-RESUMABLE_KEYS = ("train.progress", "train.checkpoint_every")
+RESUMABLE_KEYS = ("train.progress", "train.checkpoint_every", "train.report_to")
 _STEP_DIR = re.compile(r"step-(\d{6,})")
 # Files that mark a directory as holding a run.
 RUN_MARKERS = ("config.yaml", TRANSCRIPT, "summary.json", PRIVATE, CHECKPOINTS)

@@ -19,6 +19,7 @@ import yaml
 
 from paczero.models.config import ModelConfig
 from paczero.tasks.config import TaskConfig
+from paczero.tracking import NONE, REPORT_TO
 
 
 @dataclass
@@ -39,6 +40,7 @@ class TrainConfig:
     select_by: str = "dev_loss"  # best-dev selection: dev_loss or dev_<metric> (dev_accuracy, dev_f1, ...)
     seed: int = 0  # public generator: direction seeds
     progress: bool = True
+    report_to: str | list[str] = "tensorboard"  # trackers of public values (tensorboard, wandb, mlflow, none)
 
     def __post_init__(self) -> None:
         _require(self.steps >= 1, "train.steps must be at least 1")
@@ -57,6 +59,11 @@ class TrainConfig:
         _require(
             self.select_by.startswith("dev_") and len(self.select_by) > 4,
             "train.select_by must be dev_loss or dev_<metric> (e.g. dev_accuracy, dev_f1)",
+        )
+        names = [self.report_to] if isinstance(self.report_to, str) else self.report_to
+        _require(
+            all(name in REPORT_TO for name in names) and (NONE not in names or len(names) == 1),
+            f"train.report_to must name trackers among {', '.join(REPORT_TO)} (none alone), got {names}",
         )
 
 

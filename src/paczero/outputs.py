@@ -21,7 +21,7 @@ from paczero.privacy.ledger import Guarantee
 from paczero.report.card import model_card, privacy_context, privacy_statement
 from paczero.rundir import INSECURE_NOTE, STATE, append_private_line, private_dir, write_secret, write_timing
 from paczero.subsets import Secret
-from paczero.tensorboard import open_tensorboard
+from paczero.tracking import Trackers, open_trackers
 from paczero.transcript import StepRecord, TranscriptWriter, genesis_hash
 
 
@@ -32,20 +32,22 @@ class RunOutputs:
         self.run_dir = run_dir
         self.cfg = cfg
         self.transcript: TranscriptWriter | None = None
-        self.tensorboard = None
+        self.trackers = Trackers([])
 
     def start(self, secret: Secret, entropy: int) -> None:
         """A fresh run: the private secret first (a run that dies after this can be resumed), the public
-        config, an empty transcript and the private TensorBoard log. The one writer that reads J."""
+        config, an empty transcript and the trackers. The one writer that reads J."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.run_dir, secret.reveal(), secret.m, entropy, self.cfg.privacy.secure)
         (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.reopen([])
 
     def reopen(self, released: list[str]) -> None:
-        """Continue the transcript after its ``released`` lines (resume), and the TensorBoard log."""
+        """Continue the transcript after its ``released`` lines (resume), and open the trackers."""
         self.transcript = TranscriptWriter(self.run_dir, genesis_hash(self.cfg.to_dict()), released)
-        self.tensorboard = open_tensorboard(private_dir(self.run_dir, "tensorboard"))  # None if absent
+        self.trackers = open_trackers(
+            self.cfg.train.report_to, lambda name: private_dir(self.run_dir, name), self.cfg.to_dict()
+        )
 
     @property
     def lines(self) -> list[str]:
@@ -56,8 +58,11 @@ class RunOutputs:
         """Record a released step: its private state first, then the public line (both fsynced)."""
         append_private_line(self.run_dir / STATE, {"step": record.step, **private_state})
         self.transcript.append(asdict(record))  # hash-chained, fsynced
-        if self.tensorboard is not None:
-            self.tensorboard.log(record)
+        self.trackers.log_step(record)
+
+    def log_dev(self, metrics: dict[str, float]) -> None:
+        """A dev evaluation (public: it scores the released weights on public data), to the trackers."""
+        self.trackers.log_dev(metrics)
 
     def write_head(self) -> None:
         if self.transcript is not None:
@@ -70,8 +75,7 @@ class RunOutputs:
         """The selected model with its card, the summary and the privacy statement; timing privately."""
         save_model(loaded, self.run_dir / "model")
         (self.run_dir / "model" / "README.md").write_text(model_card(summary))
-        if self.tensorboard is not None:
-            self.tensorboard.close()
+        self.trackers.close()
         (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
         (self.run_dir / "privacy.md").write_text(privacy_statement(summary))
         write_timing(self.run_dir, timing["wall_time_s"], timing["step_seconds"])
@@ -110,7 +114,7 @@ def public_summary(
         "track": cfg.model.track,
         "trainable_parameters": facts["trainable_parameters"],
         "mechanism": cfg.privacy.mechanism,
-        "hyperparameters": {k: v for k, v in asdict(cfg.train).items() if k != "progress"},
+        "hyperparameters": {k: v for k, v in asdict(cfg.train).items() if k not in ("progress", "report_to")},
         "steps_planned": cfg.train.steps,
         "steps_run": results["steps_run"],
         "stop_reason": results["stop_reason"],

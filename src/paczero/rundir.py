@@ -7,8 +7,9 @@ Public (``paczero export`` ships these and nothing else): ``config.yaml`` (secre
 Private (``private/``, mode 0700, files 0600): ``secret.json`` (the secret index J and the privacy entropy),
 ``state.jsonl`` (per released step: the generator and ledger state that resume needs, and the step's
 wall-clock), ``run.json`` (timings and host facts), ``audit/`` (membership attacks scored against the ground
-truth), ``tensorboard/`` and ``report/`` (a report that includes private results). ``checkpoints/`` holds the
-full state for resume; its ``privacy.json`` predicts the coins and noise, and export never ships it either.
+truth), the trackers' folders (``tensorboard/``, ``wandb/``, ``mlflow/``) and ``report/`` (a report that
+includes private results). ``checkpoints/`` holds the full state for resume; its ``privacy.json`` predicts
+the coins and noise, and export never ships it either.
 """
 
 from __future__ import annotations

@@ -210,6 +210,8 @@ class Trainer:
             if self.outputs is not None:
                 self.outputs.start(self.secret, self.entropy)
             history = [{"step": 0, **(self.evaluate(self.dev) or {})}]
+            if self.outputs is not None and self.dev is not None:
+                self.outputs.log_dev(history[0])
             best = (self._selection_key(history[0]), 0, trainable_state(self.loaded))
             self._checkpoint(history, best)  # step 0: the privacy generators' start state
         else:
@@ -262,6 +264,8 @@ class Trainer:
             return best
         metrics = {"step": record.step, **self.evaluate(self.dev)}
         history.append(metrics)
+        if self.outputs is not None:
+            self.outputs.log_dev(metrics)
         primary = self.objective.primary_metric
         say(f"step {record.step}: dev loss {metrics['loss']:.4f} {primary} {metrics[primary]:.4f}")
         key = self._selection_key(metrics)

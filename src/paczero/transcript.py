@@ -28,6 +28,7 @@ HEAD = "transcript.json"
 # Keys that neither change the released transcript nor its accounting, or that are secret.
 UNBOUND_KEYS = (
     ("train", "progress"),
+    ("train", "report_to"),
     ("train", "checkpoint_every"),
     ("privacy", "secret_index"),
     ("privacy", "seed"),
