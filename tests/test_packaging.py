@@ -20,6 +20,7 @@ PACKAGED = [
     "paczero/data/squad/train.jsonl",
     "paczero/data/squad/dev.jsonl",
     "paczero/configs/demo.yaml",
+    "paczero/configs/config.schema.json",
 ]
 
 

@@ -24,6 +24,7 @@ from paczero.models.config import DTYPES, TINY_MODELS, TRACKS, ModelConfig
 from paczero.tasks.config import OBJECTIVES, TASKS, TaskConfig
 from paczero.tasks.custom import KINDS, CustomTaskConfig
 from paczero.tasks.files import FOLDER, FORMATS
+from paczero.tracking import REPORT_TO
 
 SECTIONS: tuple[tuple[str, type], ...] = (
     ("task", TaskConfig),
@@ -98,6 +99,7 @@ ALLOWED: dict[str, Callable[[], str]] = {
     "train.eval_every": lambda: "≥ 0",
     "train.checkpoint_every": lambda: "≥ 0",
     "train.select_by": lambda: "dev_loss or dev_<metric> (dev_accuracy, dev_f1, dev_exact_match)",
+    "train.report_to": lambda: f"{_join(REPORT_TO)}, or a list of them (none alone)",
     "privacy.mechanism": lambda: _mechanisms(),
     "privacy.subsets": lambda: "even, ≥ 2",
     "privacy.budget": lambda: "> 0; required by paczero-mi",
@@ -201,6 +203,23 @@ Some defaults are filled in when the config is checked: `task.prompt`, `task.max
 
 This page is generated from the configuration classes (`python -m paczero.config_reference`); the
 defaults are those of the installed version.
+
+## Editor support: the JSON Schema
+
+paczero ships a JSON Schema of this page (`config.schema.json`, generated from the same classes), so an
+editor completes keys, shows what each one means and flags unknown keys and wrong types as you type.
+`python -m paczero.config_schema --path` prints where the installed copy is; in the repository it is
+`src/paczero/configs/config.schema.json`. With the YAML language server (VS Code's YAML extension, Neovim,
+Helix, Zed and others), name it in the first line of a config:
+
+```yaml
+# yaml-language-server: $schema=/path/printed/by/paczero/config.schema.json
+```
+
+or map it to your config files once, e.g. in VS Code's `settings.json`:
+`"yaml.schemas": {"/path/printed/by/paczero/config.schema.json": ["configs/**/*.yaml"]}`.
+The schema checks keys and types; the rules between keys (an even `privacy.subsets`, a budget for
+`paczero-mi`) are checked when paczero reads the config.
 """
 
 SECTION_TITLES = {
