@@ -2,10 +2,11 @@
 
 One public config is trained under several secret indices with the same deterministic privacy randomness
 (insecure: for this test only). Every run is then audited (`paczero audit mia`), reported and exported as a
-user would. For PACZero-ZPL every byte of every exported file must be identical across the indices. For
-PACZero-MI and the DP baselines, trained under different secret indices and different privacy randomness,
-the bundles may differ only in the released values of the transcript and in what is computed from them;
-those fields are named below and everything else must be identical.
+user would, once as it is and once with the LoRA adapter merged into the weights (`export --merge`). For
+PACZero-ZPL every byte of every exported file must be identical across the indices. For PACZero-MI and the DP
+baselines, trained under different secret indices and different privacy randomness, the bundles may differ
+only in the released values of the transcript and in what is computed from them; those fields are named below
+and everything else must be identical.
 
 On the first version of paczero this test failed on every mechanism: ``audit/mia.json`` and ``audit/mia.md``
 (computed against the ground truth) were exported and shown in ``report/report.html``; ``steps.jsonl`` and
@@ -94,8 +95,13 @@ def publish(root: Path, mechanism: str, secret: int, seed: int = SEEDS[0]) -> di
     cli("report", str(run))
     bundle = root / f"{mechanism}-{secret}" / "bundle"
     cli("export", "--run", str(run), "--output", str(bundle), "--allow-insecure")
+    merged = root / f"{mechanism}-{secret}" / "merged"  # the adapter merged into the weights, with its card
+    cli("export", "--run", str(run), "--output-dir", str(merged), "--allow-insecure", "--merge")
     return {
-        p.relative_to(bundle).as_posix(): p.read_bytes() for p in sorted(bundle.rglob("*")) if p.is_file()
+        f"{prefix}{p.relative_to(folder).as_posix()}": p.read_bytes()
+        for prefix, folder in (("", bundle), ("merged/", merged))
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
     }
 
 
@@ -111,7 +117,9 @@ def bundles(tmp_path_factory):
 def test_zpl_bundles_are_byte_identical_across_secret_indices(bundles):
     first, *others = bundles["paczero-zpl"]
     assert {"summary.json", "privacy.md", "steps.jsonl", "config.yaml", "report/report.html"} <= set(first)
-    assert any(name.startswith("model/") and name.endswith(".safetensors") for name in first)
+    assert {"model/adapter_model.safetensors", "merged/model/model.safetensors"} <= set(first)
+    for card in ("model/README.md", "merged/model/README.md"):  # the Hub cards, with their eval results
+        assert b"model-index:" in first[card] and b"paczero_version:" in first[card]
     for other in others:
         assert set(other) == set(first)
         differing = [name for name in first if first[name] != other[name]]
@@ -130,6 +138,7 @@ def public_part(name: str, data: bytes) -> object:
     if RELEASED_FILES.search(name):
         return None
     text = data.decode()
+    name = name.removeprefix("merged/")  # a merged bundle holds the same files, but for its model
     if name == "steps.jsonl":
         lines = [json.loads(line) for line in text.splitlines()]
         return [{k: v for k, v in line.items() if k not in RELEASED_STEP_FIELDS} for line in lines]
