@@ -39,17 +39,25 @@ def workdir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_the_page_has_the_five_commands_and_both_python_ways():
+def test_the_page_has_the_five_commands_both_python_ways_and_the_ways_to_load_and_share():
     langs = [lang for lang, _, _ in blocks()]
-    assert langs.count("python") == 2 and "sh" in langs and "yaml" in langs
-    (shell,) = [body for lang, _, body in blocks() if lang == "sh"]
-    assert [line.split()[:2] for line in shell.splitlines()] == [
+    assert langs.count("python") == 3 and "yaml" in langs
+    five, share = [body for lang, _, body in blocks() if lang == "sh"]
+    assert [line.split()[:2] for line in five.splitlines()] == [
         ["paczero", "eval"],
         ["paczero", "train"],
         ["paczero", "eval"],
         ["paczero", "report"],
         ["paczero", "export"],
     ]
+    assert "--merge" in share and "--model" in share
+    loading = [body for lang, _, body in blocks() if lang == "python"][-1]
+    for way in (
+        "AutoPeftModelForCausalLM.from_pretrained",
+        "PeftModel.from_pretrained",
+        "AutoModelForCausalLM",
+    ):
+        assert way in loading
 
 
 def test_every_block_of_the_quickstart_runs(workdir, capsys):
@@ -76,6 +84,7 @@ def test_every_block_of_the_quickstart_runs(workdir, capsys):
     assert list(release.glob("model/*.safetensors"))
     assert (workdir / "runs" / "mine-from-python" / "model").is_dir()
     assert (workdir / "my-adapter" / "adapter_model.safetensors").is_file()
+    assert (workdir / "runs" / "mine-merged" / "model" / "model.safetensors").is_file()
 
 
 def test_a_datasets_dataset_trains_exactly_as_the_same_list_of_records(workdir):
