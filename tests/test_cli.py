@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from paczero import __version__, channel
-from paczero.cli import build_parser, main
+from paczero.cli import build_parser, configure_logging, main
 from paczero.commands import UsageError, run_dir
 from tests.conftest import TINY
 
@@ -154,10 +154,29 @@ def test_destinations_take_output_dir_or_output_and_runs_take_run_or_a_positiona
         run_dir(parser.parse_args(["report", "r", "--run", "s"]))
 
 
+@pytest.fixture
+def restored_logging(monkeypatch):
+    """The logging and progress settings a command changes, put back afterwards."""
+    import transformers
+
+    for name in ("TRANSFORMERS_VERBOSITY", "HF_DATASETS_DISABLE_PROGRESS_BARS"):
+        monkeypatch.delenv(name, raising=False)
+    levels = {name: logging.getLogger(name).level for name in ("paczero", "huggingface_hub")}
+    verbosity, bars = transformers.logging.get_verbosity(), transformers.logging.is_progress_bar_enabled()
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+    transformers.logging.set_verbosity(verbosity)
+    configure_logging(0)
+    (transformers.logging.enable_progress_bar if bars else transformers.logging.disable_progress_bar)()
+
+
 @pytest.mark.parametrize(
     "flags, level, bars", [([], "WARNING", False), (["-v"], "INFO", True), (["-q"], "ERROR", False)]
 )
-def test_verbosity_sets_paczero_transformers_and_hub_logging_and_third_party_bars(capsys, flags, level, bars):
+def test_verbosity_sets_paczero_transformers_and_hub_logging_and_third_party_bars(
+    capsys, restored_logging, flags, level, bars
+):
     import transformers
     from huggingface_hub.utils import are_progress_bars_disabled
 

@@ -293,28 +293,43 @@ class _Stderr(logging.StreamHandler):
         pass
 
 
+LEVELS = (logging.ERROR, logging.WARNING, logging.INFO, logging.DEBUG)  # -q, default, -v, -vv
+
+
 def configure_logging(verbosity: int) -> None:
     """Log levels of paczero, transformers and huggingface_hub; third-party progress bars only when > 0."""
-    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(max(-1, min(verbosity, 2)), 10)
+    level = LEVELS[max(-1, min(verbosity, 2)) + 1]
     root = logging.getLogger("paczero")
     root.setLevel(level)
     if not any(isinstance(h, _Stderr) for h in root.handlers):
         handler = _Stderr()
         handler.setFormatter(logging.Formatter("paczero: %(levelname)s: %(message)s"))
         root.addHandler(handler)
-    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
     from huggingface_hub.utils import logging as hub_logging
 
     hub_logging.set_verbosity(level)
-    (enable_progress_bars if verbosity > 0 else disable_progress_bars)()  # transformers follows this
-    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "0" if verbosity > 0 else "1"
-    if "transformers" in sys.modules:  # already imported: it read the setting above at import
+    if "transformers" in sys.modules:  # else it reads the level from the environment when imported
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity(level)
-        (hf_logging.enable_progress_bar if verbosity > 0 else hf_logging.disable_progress_bar)()
-    else:
-        os.environ["TRANSFORMERS_VERBOSITY"] = logging.getLevelName(level).lower()
+    os.environ["TRANSFORMERS_VERBOSITY"] = logging.getLevelName(level).lower()
+    third_party_progress(verbosity > 0)
+
+
+def third_party_progress(show: bool) -> None:
+    """Show or hide the progress bars of huggingface_hub, transformers and datasets (paczero's own stay)."""
+    from huggingface_hub.utils import disable_progress_bars, enable_progress_bars
+
+    (enable_progress_bars if show else disable_progress_bars)()  # transformers reads this when imported
+    os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "0" if show else "1"  # read when datasets is imported
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as hf_logging
+
+        (hf_logging.enable_progress_bar if show else hf_logging.disable_progress_bar)()
+    if "datasets" in sys.modules:
+        import datasets
+
+        (datasets.enable_progress_bars if show else datasets.disable_progress_bars)()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,11 +1,13 @@
 """Release bundles: what may leave the machine from a run directory, and nothing else.
 
 A bundle holds the public outputs of a finished run (:func:`paczero.rundir.is_public`: summary, privacy
-statement, config, the verified transcript and its head, the model unless ``transcript_only``, the public
-report) and a manifest of SHA-256 digests. Everything else is left out by rule, not by file mode: the private
-area (secret, per-step private state, timings, audits against the ground truth), the checkpoints, temporary
-files, links and any file the run did not write as a public output. A run with deterministic privacy
-randomness is not private; it is exported only when asked for explicitly, and the bundle then says so.
+statement, config, the verified transcript and its head, the model with its card unless ``transcript_only``,
+the public report) and a manifest of SHA-256 digests. With ``merge``, a LoRA run's model is the adapter merged
+into the base weights: a folder plain transformers loads. Everything else is left out by rule, not by file
+mode: the private area (secret, per-step private state, timings, audits against the ground truth), the
+checkpoints, temporary files, links and any file the run did not write as a public output. A run with
+deterministic privacy randomness is not private; it is exported only when asked for explicitly, and the bundle
+then says so.
 """
 
 from __future__ import annotations
