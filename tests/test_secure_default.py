@@ -16,7 +16,7 @@ from paczero.config import ConfigError, load_config
 from paczero.evaluate import evaluate_run
 from paczero.export import InsecureExportError, export_run
 from paczero.rundir import INSECURE_NOTE, public_run_config, read_secret
-from paczero.tensorboard import TensorBoardLog
+from paczero.tracking import step_scalars
 from paczero.trainer import InsecurePrivacyWarning, Trainer
 from tests.conftest import SECURE_RUN
 
@@ -131,11 +131,17 @@ def test_a_minibatch_that_cannot_meet_every_subset_is_refused_before_any_work():
     assert load_config(None, ["task.pool_size=256", "privacy.subsets=64", "train.batch_size=8"])
 
 
-def test_tensorboard_logging_skips_the_private_loss_of_dp_steps():
-    logged = []
-    writer = SimpleNamespace(
-        add_scalar=lambda tag, value, step: logged.append((tag, value)), close=lambda: None
+def test_trackers_skip_the_private_loss_of_dp_steps():
+    record = SimpleNamespace(
+        step=1,
+        loss=None,
+        lr=0.1,
+        unanimous=[],
+        mi_spent=None,
+        sigma=[2.0],
+        clip_fraction=None,
+        epsilon_spent=0.3,
     )
-    record = SimpleNamespace(step=1, loss=None, lr=0.1, unanimous=[True], mi_spent=None, sigma=[2.0])
-    TensorBoardLog(writer).log(record)
-    assert ("train/lr", 0.1) in logged and not any(tag == "train/loss" for tag, _ in logged)
+    logged = step_scalars(record)
+    assert logged["train/lr"] == 0.1 and logged["privacy/epsilon_spent"] == 0.3
+    assert "train/loss" not in logged and "train/clip_fraction" not in logged
