@@ -13,7 +13,7 @@ import os
 import sys
 import textwrap
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from paczero import __version__, commands
@@ -64,7 +64,7 @@ class Command:
     example: str
     shared: tuple[str, ...] = ()
     args: tuple[Arg, ...] = ()
-    required: tuple[str, ...] = field(default=())  # shared options this command cannot do without
+    required: tuple[str, ...] = ()  # shared options this command cannot do without
 
 
 COMMANDS: tuple[Command, ...] = (
