@@ -122,29 +122,30 @@ def two_trains(tmp_path: Path, python_args: list[str]) -> list[tuple[int, str]]:
     return [(proc.wait(timeout=300), proc.communicate()[1]) for proc in procs]
 
 
+def one_ran_one_was_refused(results: list[tuple[int, str]]) -> bool:
+    """Exactly one train finished and the other was refused with one line naming the lock's holder."""
+    if sorted(rc for rc, _ in results) != [0, 2]:
+        return False
+    refused = next(err for rc, err in results if rc == 2).strip().splitlines()
+    return len(refused) == 1 and "is in use by paczero train (pid" in refused[0]
+
+
 def test_two_trains_into_one_directory_one_runs_the_other_is_refused_and_the_run_exports(tmp_path):
     results = two_trains(tmp_path, CLI)
-    assert sorted(rc for rc, _ in results) == [0, 2], results
-    refused = next(err for rc, err in results if rc == 2).strip().splitlines()
-    assert len(refused) == 1 and "is in use by paczero train (pid" in refused[0], refused
-    assert (
-        main(["export", "--run", str(tmp_path / "same"), "--output", str(tmp_path / "b"), "--allow-insecure"])
-        == 0
-    )
+    assert one_ran_one_was_refused(results), results
+    bundle = tmp_path / "bundle"
+    assert main(["export", "--run", str(tmp_path / "same"), "--output", str(bundle), "--allow-insecure"]) == 0
     assert lines_in(tmp_path / "same" / "steps.jsonl") == 12
-    assert not (tmp_path / "b" / LOCK).exists()
+    assert not (bundle / LOCK).exists()
 
 
 @pytest.mark.slow
-def test_without_the_lock_two_trains_break_the_run(tmp_path, capsys):
-    """Negative control: the same two trains with the lock taken out both write the directory, and the
-    run can no longer be exported (the defect the lock fixes)."""
+def test_without_the_lock_the_two_trains_are_not_kept_apart(tmp_path):
+    """Negative control: with the lock taken out of the same CLI, the check above fails (both trains write the
+    directory: they mix their records, or one fails on the other's files)."""
     results = two_trains(tmp_path, [sys.executable, "-c", UNLOCKED])
-    exported = main(
-        ["export", "--run", str(tmp_path / "same"), "--output", str(tmp_path / "b"), "--allow-insecure"]
-    )
-    print(f"without the lock: exit codes {[rc for rc, _ in results]}, export {exported}")
-    assert sorted(rc for rc, _ in results) != [0, 2] or exported != 0
+    print(f"without the lock: exit codes {[rc for rc, _ in results]}; {[err[-300:] for _, err in results]}")
+    assert not one_ran_one_was_refused(results)
 
 
 def test_kill_9_during_a_run_leaves_no_stale_lock_and_the_run_resumes_exactly(tmp_path):
