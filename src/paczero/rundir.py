@@ -283,10 +283,11 @@ def _lock(path: Path, shown: str, command: str) -> int | None:
         except FileNotFoundError:
             current = False
         if current:
-            if writable:
-                os.ftruncate(fd, 0)
-                holder = f"paczero {command} (pid {os.getpid()} on host {socket.gethostname()})\n"
-                os.pwrite(fd, holder.encode(), 0)
+            holder = f"paczero {command} (pid {os.getpid()} on host {socket.gethostname()})\n"
+            with suppress(OSError):  # the name is a courtesy: a full disk still gets the lock
+                if writable:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, holder.encode(), 0)
             return fd
         os.close(fd)
     raise RunDirError(f"could not lock {shown}: its lock file keeps changing")
