@@ -98,7 +98,7 @@ def clear_run_dir(path: str | Path) -> None:
     if not path.is_dir() or not any((path / name).exists() for name in RUN_MARKERS):
         return
     for entry in path.iterdir():
-        if entry.name == LOCK:  # held by this process: the run directory stays its
+        if entry.name == LOCK:  # the lock this command holds: removing it would let a second writer in
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
