@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from paczero.cli import main
+from paczero.rundir import LOCK
 
 M = 8
 SECRETS = (0, 3, 6)
@@ -120,6 +121,7 @@ def test_zpl_bundles_are_byte_identical_across_secret_indices(bundles):
     assert {"model/adapter_model.safetensors", "merged/model/model.safetensors"} <= set(first)
     for card in ("model/README.md", "merged/model/README.md"):  # the Hub cards, with their eval results
         assert b"model-index:" in first[card] and b"paczero_version:" in first[card]
+    assert not [name for name in first if LOCK in name]  # export held the run's lock: it stays behind
     for other in others:
         assert set(other) == set(first)
         differing = [name for name in first if first[name] != other[name]]

@@ -25,14 +25,18 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from paczero.rundir import (
+    LOCK,
     PRIVATE,
     STATE,
     RunDirError,
+    RunWriteError,
     fsync_dir,
     public_run_config,
     read_private_lines,
     read_secret,
+    write_all,
     write_private,
+    writing,
 )
 from paczero.transcript import TRANSCRIPT, bound_config
 
@@ -94,6 +98,8 @@ def clear_run_dir(path: str | Path) -> None:
     if not path.is_dir() or not any((path / name).exists() for name in RUN_MARKERS):
         return
     for entry in path.iterdir():
+        if entry.name == LOCK:  # the lock this command holds: removing it would let a second writer in
+            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
@@ -185,13 +191,18 @@ class Checkpointer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        save_file(_contiguous(snapshot.weights), str(tmp / "weights.safetensors"))
-        if snapshot.best is not None:
-            save_file(_contiguous(snapshot.best), str(tmp / "best.safetensors"))
-        _write_new(tmp / "privacy.json", json.dumps(snapshot.private).encode(), PRIVATE_MODE)
-        state = {"format": FORMAT, "step": snapshot.step, **snapshot.state}
-        _write_new(tmp / "state.json", json.dumps(state).encode(), 0o644)
-        fsync_dir(tmp)
+        try:
+            with writing(final):  # a failed write names the checkpoint (a temporary one is never loaded)
+                save_file(_contiguous(snapshot.weights), str(tmp / "weights.safetensors"))
+                if snapshot.best is not None:
+                    save_file(_contiguous(snapshot.best), str(tmp / "best.safetensors"))
+                _write_new(tmp / "privacy.json", json.dumps(snapshot.private).encode(), PRIVATE_MODE)
+                state = {"format": FORMAT, "step": snapshot.step, **snapshot.state}
+                _write_new(tmp / "state.json", json.dumps(state).encode(), 0o644)
+                fsync_dir(tmp)
+        except RunWriteError:
+            shutil.rmtree(tmp, ignore_errors=True)  # a part written to a full disk only takes space
+            raise
         os.replace(tmp, final)
         fsync_dir(self.root)
         for old in list(self.root.iterdir()):
@@ -276,7 +287,7 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

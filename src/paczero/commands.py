@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from paczero import channel
@@ -27,11 +28,8 @@ def run_dir(args: argparse.Namespace) -> str:
 
 
 def train(args: argparse.Namespace) -> int:
-    from paczero import checkpoint
-    from paczero.config import load_config
-    from paczero.distributed import launched_as_main, shutdown
-    from paczero.report.console import train_report
-    from paczero.trainer import Trainer
+    from paczero.distributed import launched_as_main
+    from paczero.rundir import RunWriteError, hold_run_dir, write_failure
 
     out = Path(args.resume or args.output_dir or "")
     if args.resume is None and args.output_dir is None:
@@ -39,6 +37,22 @@ def train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.output_dir is not None and Path(args.output_dir) != out:
         raise UsageError(f"--resume continues the run in {out}; --output-dir must be that directory or unset")
     main_process = launched_as_main()  # under torchrun only rank 0 owns the run directory
+    try:
+        with hold_run_dir(out, "train", create=True) if main_process else nullcontext():
+            return _train_in(out, args, main_process)
+    except RunWriteError as err:  # a full disk, no permission, a read-only file system: a runtime failure
+        print(f"paczero: error: {write_failure(err, out)}", file=sys.stderr)
+        return 1
+
+
+def _train_in(out: Path, args: argparse.Namespace, main_process: bool) -> int:
+    """``train`` once the run directory is this process's."""
+    from paczero import checkpoint
+    from paczero.config import load_config
+    from paczero.distributed import shutdown
+    from paczero.report.console import train_report
+    from paczero.trainer import Trainer
+
     if main_process:
         checkpoint.check_run_dir(out, resume=args.resume is not None, overwrite=args.overwrite)
     if args.resume is not None:
@@ -71,12 +85,14 @@ def train(args: argparse.Namespace) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from paczero.config import load_config
     from paczero.evaluate import evaluate_base, evaluate_run, evaluation_config
+    from paczero.rundir import hold_run_dir
 
     if (args.run is None) == (args.config is None):
         raise UsageError("eval needs one of --run RUN_DIR (a trained model) or --config CFG (a base model)")
     if args.run is not None:  # --model: another folder with this run's model, e.g. a merged export
-        cfg = evaluation_config(args.run, args.set)  # J unneeded
-        results = evaluate_run(cfg, args.model or Path(args.run) / "model", args.split)
+        with hold_run_dir(args.run, "eval"):
+            cfg = evaluation_config(args.run, args.set)  # J unneeded
+            results = evaluate_run(cfg, args.model or Path(args.run) / "model", args.split)
     else:
         model = [f"model.name={args.model}"] if args.model is not None else []
         results = evaluate_base(load_config(args.config, [*args.set, *model]), args.split)
@@ -107,12 +123,14 @@ def replay(args: argparse.Namespace) -> int:
 
 def export(args: argparse.Namespace) -> int:
     from paczero.export import export_run
+    from paczero.rundir import hold_run_dir
 
     if args.push_to_hub and args.transcript_only:
         raise UsageError("--push-to-hub shares a model: it does not go with --transcript-only")
     if args.merge and args.transcript_only:
         raise UsageError("--merge writes the model and --transcript-only leaves it out: choose one")
-    bundle = export_run(args.run, args.output_dir, args.transcript_only, args.allow_insecure, args.merge)
+    with hold_run_dir(args.run, "export"):
+        bundle = export_run(args.run, args.output_dir, args.transcript_only, args.allow_insecure, args.merge)
     if not bundle.private:
         print("paczero: warning: exported a run that is NOT private (deterministic privacy randomness)")
     print(f"exported {len(bundle.files)} files to {bundle.path} (manifest MANIFEST.json); left out:")
@@ -176,11 +194,13 @@ def sweep(args: argparse.Namespace) -> int:
 
 def audit_mia(args: argparse.Namespace) -> int:
     from paczero.audit.mia import membership_audit, write_membership_audit
+    from paczero.rundir import hold_run_dir
 
-    audit = membership_audit(
-        args.run, shadows=args.shadows, transcript=not args.no_transcript, seed=args.seed
-    )
-    out = write_membership_audit(audit, args.run)
+    with hold_run_dir(args.run, "audit mia"):
+        audit = membership_audit(
+            args.run, shadows=args.shadows, transcript=not args.no_transcript, seed=args.seed
+        )
+        out = write_membership_audit(audit, args.run)
     print(audit.to_markdown())
     print(
         f"written to {out}/mia.json and mia.md: private (scored against the secret subset; export never "
@@ -211,8 +231,11 @@ def audit_transcript(args: argparse.Namespace) -> int:
 
 def report(args: argparse.Namespace) -> int:
     from paczero.report.html import write_report
+    from paczero.rundir import hold_run_dir
 
-    report = write_report(run_dir(args), include_private=args.include_private)
+    run = run_dir(args)
+    with hold_run_dir(run, "report"):
+        report = write_report(run, include_private=args.include_private)
     for name, path in report.figures.items():
         print(f"{name}: {path}" + (f"  ({report.notes[name]})" if name in report.notes else ""))
     print(f"report: {report.html}")

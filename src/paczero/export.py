@@ -20,7 +20,7 @@ from pathlib import Path
 
 from paczero.config import RunConfig
 from paczero.report.card import model_card
-from paczero.rundir import INSECURE_NOTE, RunDirError, is_public, public_run_config
+from paczero.rundir import INSECURE_NOTE, LOCK, RunDirError, is_public, public_run_config
 from paczero.transcript import HEAD, TRANSCRIPT, read_transcript
 
 MANIFEST = "MANIFEST.json"
@@ -42,6 +42,8 @@ class Bundle:
 
 
 def _reason_to_skip(rel: str, path: Path, transcript_only: bool) -> str | None:
+    if rel == LOCK:
+        return "the run directory's lock (run-internal: it exists while a command uses the run)"
     if path.is_symlink():
         return "symbolic link"
     if not is_public(rel):

@@ -19,7 +19,16 @@ from paczero.config import RunConfig
 from paczero.models.loaders import LoadedModel, save_model
 from paczero.privacy.ledger import Guarantee
 from paczero.report.card import model_card, privacy_context, privacy_statement
-from paczero.rundir import INSECURE_NOTE, STATE, append_private_line, private_dir, write_secret, write_timing
+from paczero.rundir import (
+    INSECURE_NOTE,
+    STATE,
+    append_private_line,
+    atomic_write,
+    private_dir,
+    write_secret,
+    write_timing,
+    writing,
+)
 from paczero.subsets import Secret
 from paczero.tracking import Trackers, open_trackers
 from paczero.transcript import StepRecord, TranscriptWriter, genesis_hash
@@ -39,7 +48,9 @@ class RunOutputs:
         config, an empty transcript and the trackers. The one writer that reads J."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.run_dir, secret.reveal(), secret.m, entropy, self.cfg.privacy.secure)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        atomic_write(
+            self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False).encode()
+        )
         self.reopen([])
 
     def reopen(self, released: list[str]) -> None:
@@ -73,11 +84,12 @@ class RunOutputs:
 
     def finish(self, loaded: LoadedModel, summary: dict[str, Any], timing: dict[str, Any]) -> None:
         """The selected model with its card, the summary and the privacy statement; timing privately."""
-        save_model(loaded, self.run_dir / "model")
-        (self.run_dir / "model" / "README.md").write_text(model_card(summary))
+        with writing(self.run_dir / "model"):
+            save_model(loaded, self.run_dir / "model")
+        atomic_write(self.run_dir / "model" / "README.md", model_card(summary).encode())
         self.trackers.close()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        (self.run_dir / "privacy.md").write_text(privacy_statement(summary))
+        atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
+        atomic_write(self.run_dir / "privacy.md", privacy_statement(summary).encode())
         write_timing(self.run_dir, timing["wall_time_s"], timing["step_seconds"])
 
 

@@ -34,7 +34,7 @@ from paczero.models.trunk import forward_model as trunk_forward_model
 from paczero.outputs import RunOutputs, public_summary
 from paczero.privacy.ledger import BudgetExhausted, Ledger
 from paczero.resume import restore
-from paczero.rundir import INSECURE_NOTE
+from paczero.rundir import INSECURE_NOTE, hold_run_dir
 from paczero.subsets import CandidateSubsets, Secret, draw_secret, privacy_entropy, privacy_generators
 from paczero.tasks.classification import PreparedSet
 from paczero.tasks.data import Splits
@@ -200,10 +200,18 @@ class Trainer:
         return assemble(out, rows, self.dist)
 
     def run(self) -> dict[str, Any]:
-        """Train, select the best dev state, evaluate on test, write outputs; returns the (public) summary."""
+        """Train, select the best dev state, evaluate on test, write outputs; returns the (public) summary.
+
+        The run directory stays locked meanwhile: a second writer is refused (RunDirLocked)."""
+        if self.output_dir is None:
+            return self._run()
+        with hold_run_dir(self.output_dir, "train", create=True):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         tc = self.cfg.train
         if not self.cfg.private and self.dist.is_main:
-            warnings.warn(INSECURE_NOTE, InsecurePrivacyWarning, stacklevel=2)
+            warnings.warn(INSECURE_NOTE, InsecurePrivacyWarning, stacklevel=3)
         began = time.perf_counter()
         restored = restore(self)  # --resume: (history, best) with every released step re-applied
         if restored is None:
