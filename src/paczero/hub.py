@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from paczero.export import MANIFEST
+
 MODEL = "model"
 RELEASE = "release"
 
@@ -23,8 +25,8 @@ def push_bundle(bundle: str | Path, repo_id: str, private: bool = False, token: 
     from huggingface_hub import CommitOperationAdd, HfApi
 
     bundle = Path(bundle)
-    if not (bundle / "MANIFEST.json").is_file():
-        raise FileNotFoundError(f"{bundle} is not an export bundle (no MANIFEST.json); run paczero export")
+    if not (bundle / MANIFEST).is_file():
+        raise FileNotFoundError(f"{bundle} is not an export bundle (no {MANIFEST}); run paczero export")
     if not (bundle / MODEL).is_dir():
         raise ValueError(f"{bundle} holds no model (exported with --transcript-only): nothing to share")
     operations = [
