@@ -152,3 +152,18 @@ def test_push_to_hub_uploads_the_bundle_model_at_the_top(run, tmp_path, monkeypa
     refused = ["export", "--run", str(run), "--output-dir", str(tmp_path / "b2"), "--transcript-only"]
     assert main([*refused, "--push-to-hub", "me/m"]) == 2
     assert main([*refused, "--merge"]) == 2
+
+
+def test_a_failed_push_is_one_line_and_exit_1(run, tmp_path, monkeypatch, capsys):
+    class ConnectError(Exception):  # what the Hub client raises offline: not an OSError
+        pass
+
+    def offline(self, repo_id, **kwargs):
+        raise ConnectError("Name or service not known")
+
+    monkeypatch.setattr(HfApi, "create_repo", offline)
+    argv = ["export", "--run", str(run), "--output-dir", str(tmp_path / "b"), "--allow-insecure"]
+    assert main([*argv, "--push-to-hub", "me/m"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("paczero: error: could not push") and err.count("\n") == 1
+    assert (tmp_path / "b" / "MANIFEST.json").is_file()  # the bundle itself is written first

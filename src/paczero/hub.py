@@ -35,8 +35,14 @@ def push_bundle(bundle: str | Path, repo_id: str, private: bool = False, token: 
         if path.is_file()
     ]
     api = HfApi(token=token)
-    repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    api.create_commit(
-        repo_id=repo_id, operations=operations, commit_message="paczero export", repo_type="model"
-    )
+    try:
+        repo = api.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
+        api.create_commit(
+            repo_id=repo_id, operations=operations, commit_message="paczero export", repo_type="model"
+        )
+    except Exception as err:  # the Hub client raises network, HTTP and auth errors of many kinds
+        raise RuntimeError(
+            f"could not push {bundle} to {repo_id} ({type(err).__name__}: {err}); the bundle is complete: "
+            "log in with `hf auth login` and push again"
+        ) from None
     return str(repo)
