@@ -13,10 +13,12 @@ from paczero.configs import resolve_config
 
 
 def _train(args: argparse.Namespace) -> int:
-    from paczero import checkpoint
     from paczero.config import load_config
     from paczero.distributed import launched_as_main, shutdown
+    from paczero.interrupt import Interrupted, graceful_stop
     from paczero.report.console import train_report
+    from paczero.resume import resume_config
+    from paczero.rundir import check_run_dir, clear_run_dir
     from paczero.trainer import Trainer
 
     out = Path(args.resume or args.output_dir or "")
@@ -26,18 +28,18 @@ def _train(args: argparse.Namespace) -> int:
         raise ValueError(f"--resume continues the run in {out}; --output-dir must be that directory or unset")
     main_process = launched_as_main()  # under torchrun only rank 0 owns the run directory
     if main_process:
-        checkpoint.check_run_dir(out, resume=args.resume is not None, overwrite=args.overwrite)
+        check_run_dir(out, resume=args.resume is not None, overwrite=args.overwrite)
     if args.resume is not None:
-        cfg = checkpoint.resume_config(out, args.config, args.set)
+        cfg = resume_config(out, args.config, args.set)
     else:
         cfg = load_config(resolve_config(args.config) if args.config else None, args.set)
     trainer = Trainer(cfg, out, resume=args.resume is not None)  # setup (data, model) before touching out
     if args.overwrite and args.resume is None and main_process:
-        checkpoint.clear_run_dir(out)
+        clear_run_dir(out)
     try:
-        with checkpoint.graceful_stop(trainer.checkpoints):
+        with graceful_stop(trainer.checkpoints):
             summary = trainer.run()
-    except checkpoint.Interrupted as stop:
+    except Interrupted as stop:
         print(f"paczero: {stop}; continue with: paczero train --resume {out}", file=sys.stderr)
         return 128 + stop.signum
     shutdown(trainer.dist)
@@ -73,8 +75,8 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from paczero.checkpoint import check_run_dir
     from paczero.models.loaders import save_model
+    from paczero.rundir import check_run_dir
     from paczero.transcript import replay
 
     out = Path(args.output_dir)

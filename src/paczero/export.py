@@ -16,8 +16,18 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from paczero.rundir import INSECURE_NOTE, RunDirError, is_public, public_run_config
-from paczero.transcript import HEAD, TRANSCRIPT, read_transcript
+from paczero.rundir import (
+    HEAD,
+    INSECURE_NOTE,
+    MODEL,
+    STATEMENT,
+    SUMMARY,
+    TRANSCRIPT,
+    RunDirError,
+    is_public,
+    public_run_config,
+)
+from paczero.transcript import read_transcript
 
 MANIFEST = "MANIFEST.json"
 NOT_PRIVATE = "NOT-PRIVATE.txt"
@@ -42,7 +52,7 @@ def _reason_to_skip(rel: str, path: Path, transcript_only: bool) -> str | None:
         return "symbolic link"
     if not is_public(rel):
         return "not a public output (private area, checkpoints or unknown file)"
-    if transcript_only and rel.startswith("model/"):
+    if transcript_only and rel.startswith(f"{MODEL}/"):
         return "model left out (--transcript-only): replay rebuilds it from the transcript"
     return None
 
@@ -52,7 +62,7 @@ def export_run(
 ) -> Bundle:
     """Copy a finished run's public outputs to ``output`` (a new or empty directory) with a manifest."""
     run_dir, output = Path(run_dir), Path(output)
-    for needed in ("summary.json", "privacy.md", TRANSCRIPT, HEAD):
+    for needed in (SUMMARY, STATEMENT, TRANSCRIPT, HEAD):
         if not (run_dir / needed).is_file():
             raise FileNotFoundError(f"{run_dir} is not a finished run: no {needed}")
     cfg = public_run_config(run_dir)

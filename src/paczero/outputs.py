@@ -19,7 +19,20 @@ from paczero.config import RunConfig
 from paczero.models.loaders import LoadedModel, save_model
 from paczero.privacy.ledger import Guarantee
 from paczero.report.card import model_card, privacy_context, privacy_statement
-from paczero.rundir import INSECURE_NOTE, STATE, append_private_line, private_dir, write_secret, write_timing
+from paczero.rundir import (
+    CONFIG,
+    INSECURE_NOTE,
+    MODEL,
+    MODEL_CARD,
+    STATE,
+    STATEMENT,
+    SUMMARY,
+    TENSORBOARD,
+    append_private_line,
+    private_dir,
+    write_secret,
+    write_timing,
+)
 from paczero.subsets import Secret
 from paczero.tensorboard import open_tensorboard
 from paczero.transcript import StepRecord, TranscriptWriter, genesis_hash
@@ -39,13 +52,13 @@ class RunOutputs:
         config, an empty transcript and the private TensorBoard log. The one writer that reads J."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.run_dir, secret.reveal(), secret.m, entropy, self.cfg.privacy.secure)
-        (self.run_dir / "config.yaml").write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        (self.run_dir / CONFIG).write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
         self.reopen([])
 
     def reopen(self, released: list[str]) -> None:
         """Continue the transcript after its ``released`` lines (resume), and the TensorBoard log."""
         self.transcript = TranscriptWriter(self.run_dir, genesis_hash(self.cfg.to_dict()), released)
-        self.tensorboard = open_tensorboard(private_dir(self.run_dir, "tensorboard"))  # None if absent
+        self.tensorboard = open_tensorboard(private_dir(self.run_dir, TENSORBOARD))  # None if absent
 
     @property
     def lines(self) -> list[str]:
@@ -68,12 +81,12 @@ class RunOutputs:
 
     def finish(self, loaded: LoadedModel, summary: dict[str, Any], timing: dict[str, Any]) -> None:
         """The selected model with its card, the summary and the privacy statement; timing privately."""
-        save_model(loaded, self.run_dir / "model")
-        (self.run_dir / "model" / "README.md").write_text(model_card(summary))
+        save_model(loaded, self.run_dir / MODEL)
+        (self.run_dir / MODEL_CARD).write_text(model_card(summary))
         if self.tensorboard is not None:
             self.tensorboard.close()
-        (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-        (self.run_dir / "privacy.md").write_text(privacy_statement(summary))
+        (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
+        (self.run_dir / STATEMENT).write_text(privacy_statement(summary))
         write_timing(self.run_dir, timing["wall_time_s"], timing["step_seconds"])
 
 
