@@ -26,7 +26,8 @@ import numpy as np
 from paczero.audit.stats import AttackResult, attack_metrics
 from paczero.config import RunConfig
 from paczero.generators import public_subsets
-from paczero.mechanisms.base import Mechanism, Release, StepInput, get_mechanism
+from paczero.mechanisms.base import Mechanism, Release, StepInput
+from paczero.mechanisms.registry import get_mechanism
 from paczero.models.loaders import load_finetuned, load_model
 from paczero.privacy.ledger import Guarantee
 from paczero.rundir import (
