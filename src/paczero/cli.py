@@ -10,6 +10,7 @@ from pathlib import Path
 
 from paczero import channel
 from paczero.configs import resolve_config
+from paczero.rundir import MODEL
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -66,7 +67,7 @@ def _eval(args: argparse.Namespace) -> int:
         if args.model is not None:
             raise ValueError("--model goes with --config (a base model); --run evaluates the run's own model")
         cfg = evaluation_config(args.run, args.set)  # J unneeded
-        results = evaluate_run(cfg, Path(args.run) / "model", args.split)
+        results = evaluate_run(cfg, Path(args.run) / MODEL, args.split)
     else:
         model = [f"model.name={args.model}"] if args.model is not None else []
         results = evaluate_base(load_config(resolve_config(args.config), [*args.set, *model]), args.split)
@@ -84,12 +85,12 @@ def _replay(args: argparse.Namespace) -> int:
         raise ValueError(f"replay output {out} exists and is not an empty directory")
     check_run_dir(args.transcript, resume=True)  # a run directory (or export bundle) with its config
     loaded, result = replay(args.transcript, args.base, args.step)
-    save_model(loaded, out / "model")
+    save_model(loaded, out / MODEL)
     record = {"transcript": str(args.transcript), **vars(result)}
     (out / "replay.json").write_text(json.dumps(record, indent=2))
     print(
         f"replayed {result.steps} of {result.records} steps (transcript head {result.head[:16]}…) "
-        f"from θ_0 without a forward pass; model written to {out / 'model'}"
+        f"from θ_0 without a forward pass; model written to {out / MODEL}"
     )
     return 0
 
