@@ -65,9 +65,9 @@ class RunOutputs:
         """The transcript lines written so far (what a checkpoint holds)."""
         return self.transcript.lines if self.transcript is not None else []
 
-    def append(self, record: StepRecord, private_state: dict[str, Any]) -> None:
-        """Record a released step: its private state first, then the public line (both fsynced)."""
-        append_private_line(self.run_dir / STATE, {"step": record.step, **private_state})
+    def append(self, record: StepRecord, step_state: dict[str, Any]) -> None:
+        """Record a released step: its private state first (resume's), then the public line (both fsynced)."""
+        append_private_line(self.run_dir / STATE, {"step": record.step, **step_state})
         self.transcript.append(asdict(record))  # hash-chained, fsynced
         if self.tensorboard is not None:
             self.tensorboard.log(record)

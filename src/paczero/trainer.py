@@ -228,7 +228,7 @@ class Trainer:
             self._append_record(record, time.perf_counter() - started)
             loss = "private" if record.loss is None else f"{record.loss:.4f}"
             bar.set_postfix(loss=loss, unanimous=f"{self._unanimity_rate():.2f}")
-            self.after_release(record, selection, bar.write)
+            self._after_release(record, selection, bar.write)
             if self.checkpoints is not None:  # cadence, or SIGINT/SIGTERM: save and stop
                 self.checkpoints.after_step(len(self.records), partial(self._checkpoint, selection))
         bar.close()
@@ -250,7 +250,7 @@ class Trainer:
             load_trainable_state(self.loaded, selection.best.weights)
         return selected
 
-    def after_release(self, record: StepRecord, selection: DevSelection, say=print) -> None:
+    def _after_release(self, record: StepRecord, selection: DevSelection, say=print) -> None:
         """Dev evaluation on the cadence after a released step, and best-state tracking."""
         tc = self.cfg.train
         due = record.step == tc.steps or (tc.eval_every and record.step % tc.eval_every == 0)
@@ -306,7 +306,7 @@ class Trainer:
         for record in point.pending:
             self.replay(record)
             self.records.append(record)
-            self.after_release(record, selection)
+            self._after_release(record, selection)
         if point.step_state is not None:
             self.load_public_state(point.step_state)
             self.load_private_state(point.step_state)
