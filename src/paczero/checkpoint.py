@@ -27,12 +27,12 @@ from paczero.rundir import (
     CHECKPOINT_STATE,
     CHECKPOINT_WEIGHTS,
     CHECKPOINTS,
+    PRIVATE_FILE_MODE,
     TRANSCRIPT,
     fsync_dir,
 )
 
 FORMAT = 2
-PRIVATE_MODE = 0o600
 _STEP_DIR = re.compile(r"step-(\d{6,})")
 
 
@@ -95,7 +95,7 @@ class Checkpointer:
         save_file(_contiguous(snapshot.weights), str(tmp / CHECKPOINT_WEIGHTS))
         if snapshot.best is not None:
             save_file(_contiguous(snapshot.best), str(tmp / CHECKPOINT_BEST))
-        _write_new(tmp / CHECKPOINT_PRIVATE, json.dumps(snapshot.private).encode(), PRIVATE_MODE)
+        _write_new(tmp / CHECKPOINT_PRIVATE, json.dumps(snapshot.private).encode(), PRIVATE_FILE_MODE)
         state = {"format": FORMAT, "step": snapshot.step, **snapshot.state}
         _write_new(tmp / CHECKPOINT_STATE, json.dumps(state).encode(), 0o644)
         fsync_dir(tmp)
