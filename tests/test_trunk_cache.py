@@ -1,4 +1,8 @@
-"""Frozen-trunk caching (models/trunk.py): cached losses equal uncached ones, and so do ZPL transcripts."""
+"""Frozen-trunk caching (models/trunk.py): cached losses equal uncached ones, and so do ZPL transcripts.
+
+The cached forward computes only the option rows of the head (and, where exact, only the scored positions),
+so it sums in another order than the uncached one: losses agree to 1e-5 relative, not bit for bit.
+"""
 
 import json
 
@@ -19,6 +23,11 @@ from paczero.tasks.registry import build_objective, load_splits
 from paczero.trainer import Trainer
 
 
+def assert_same_losses(got: torch.Tensor, want: torch.Tensor) -> None:
+    """Equal within 1e-5 relative in fp32: the exactness the restricted forward promises."""
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=0)
+
+
 def _setup(name: str, lora_layers: int | None = 1, micro_batch: int = 8, **model_kw):
     loaded = load_model(ModelConfig(name=name, lora_layers=lora_layers, **model_kw))
     task = TaskConfig(name="synthetic-sentiment", pool_size=40, dev_size=8, test_size=8)
@@ -32,21 +41,20 @@ def _setup(name: str, lora_layers: int | None = 1, micro_batch: int = 8, **model
 
 
 @pytest.mark.parametrize("name", ["tiny-opt", "tiny-llama", "tiny-gpt2"])
-def test_cached_losses_are_bitwise_equal_on_fixed_sets_and_close_on_minibatches(name):
+def test_cached_losses_equal_uncached_on_fixed_sets_and_on_minibatches(name):
     loaded, splits, objective = _setup(name)
     assert all(".1." in n for n, _ in loaded.trainable)  # block 1 of 2
     cached = forward_model(loaded, objective)
     assert isinstance(cached, TrunkCachedModel) and cached.k == 1
     pool = objective.prepare(splits.pool, loaded.device)
     for _ in range(2):  # first call fills the cache, second reads it
-        assert torch.equal(objective.losses(cached, pool), objective.losses(loaded.model, pool))
+        assert_same_losses(objective.losses(cached, pool), objective.losses(loaded.model, pool))
     dev = objective.prepare(splits.dev, loaded.device)
     ref, got = objective.per_example(loaded.model, dev), objective.per_example(cached, dev)
-    assert all(torch.equal(ref[k], got[k]) for k in ref)
+    assert_same_losses(got["loss"], ref["loss"])
+    assert torch.equal(got["accuracy"], ref["accuracy"])
     minibatch = objective.prepare(splits.pool[3:17], loaded.device)  # rows cached in other micro-batches
-    torch.testing.assert_close(
-        objective.losses(cached, minibatch), objective.losses(loaded.model, minibatch), rtol=0, atol=1e-5
-    )
+    assert_same_losses(objective.losses(cached, minibatch), objective.losses(loaded.model, minibatch))
     hidden = loaded.model.config.hidden_size
     tokens = sum(int(mb.attention_mask.shape[1]) * len(mb.rows) for mb in pool.batches + dev.batches)
     assert 0 < cached.cache.nbytes() <= (tokens + 8 * 128) * hidden * 4
@@ -98,7 +106,7 @@ def test_full_layers_trains_every_weight_of_the_top_blocks_only_and_is_cached_ex
     assert isinstance(cached, TrunkCachedModel) and cached.k == 1
     pool = objective.prepare(splits.pool, loaded.device)
     for _ in range(2):
-        assert torch.equal(objective.losses(cached, pool), objective.losses(loaded.model, pool))
+        assert_same_losses(objective.losses(cached, pool), objective.losses(loaded.model, pool))
     everything = load_model(ModelConfig(name="tiny-llama", track="full"))
     assert len(everything.trainable) > len(loaded.trainable)
     assert forward_model(everything, objective) is everything.model  # embeddings trained: not exact
@@ -118,7 +126,7 @@ def test_full_layers_trains_every_weight_of_the_top_blocks_only_and_is_cached_ex
         ["model.track=full", "model.full_layers=1", "train.lr=1e-3"],
     ],
 )
-def test_zpl_transcript_is_identical_cached_and_uncached(make_config, tmp_path, extra):
+def test_zpl_transcript_agrees_cached_and_uncached(make_config, tmp_path, extra):
     lines = {}
     for cache in ("true", "false"):
         cfg = make_config(
@@ -134,7 +142,10 @@ def test_zpl_transcript_is_identical_cached_and_uncached(make_config, tmp_path, 
         summary = trainer.run()
         steps = [json.loads(s) for s in (tmp_path / cache / "steps.jsonl").read_text().splitlines()]
         lines[cache] = ([s["released"] for s in steps], [s["update"] for s in steps], summary["test"])
-    assert lines["true"] == lines["false"]
+    assert lines["true"][0] == lines["false"][0]  # the released signs
+    updates = [torch.tensor(lines[c][1], dtype=torch.float64) for c in ("true", "false")]
+    torch.testing.assert_close(*updates, rtol=1e-5, atol=0)
+    assert lines["true"][2] == pytest.approx(lines["false"][2], rel=1e-5)
 
 
 @pytest.mark.slow
@@ -149,17 +160,17 @@ def test_smollm2_cached_losses_equal_uncached():
     assert isinstance(cached, TrunkCachedModel) and cached.first == 26
     pool = objective.prepare(load_splits(task).pool, loaded.device)
     for _ in range(2):
-        assert torch.equal(objective.losses(cached, pool), objective.losses(loaded.model, pool))
+        assert_same_losses(objective.losses(cached, pool), objective.losses(loaded.model, pool))
 
 
 @pytest.mark.slow
-def test_torchrun_two_ranks_cached_equal_one_process_uncached(tmp_path):
+def test_torchrun_two_ranks_cached_equal_one_process_cached(tmp_path):
     from tests.test_distributed import ROOT, launch, transcript, weights
 
     one, two = tmp_path / "one", tmp_path / "two"
     top = ["--set", "model.lora_layers=1", "--set"]
     env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}"}  # this checkout's paczero in the workers
-    first = launch(tmp_path, one, 1, "paczero-zpl", extra=[*top, "model.cache_trunk=false"], env_extra=env)
+    first = launch(tmp_path, one, 1, "paczero-zpl", extra=[*top, "model.cache_trunk=true"], env_extra=env)
     assert first.returncode == 0, first.stderr[-2000:]
     result = launch(tmp_path, two, 2, "paczero-zpl", extra=[*top, "model.cache_trunk=true"], env_extra=env)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -171,3 +182,19 @@ def test_the_run_config_decides_even_on_a_shared_loaded_model(make_config):
     assert isinstance(cached.forward_model, TrunkCachedModel)
     plain = Trainer(make_config("model.lora_layers=1", "model.cache_trunk=false"), loaded=cached.loaded)
     assert plain.forward_model is cached.loaded.model
+
+
+def test_trainers_over_one_loaded_model_share_its_trunk(make_config, monkeypatch):
+    first = Trainer(make_config("model.lora_layers=1"))
+    first.objective.losses(first.forward_model, first.pool)
+    captures = []
+    monkeypatch.setattr(TrunkCachedModel, "_capture", lambda self, **kw: captures.append(kw))
+    second = Trainer(make_config("model.lora_layers=1", "privacy.mechanism=mezo"), loaded=first.loaded)
+    assert second.forward_model.cache is first.forward_model.cache
+    torch.testing.assert_close(
+        second.objective.losses(second.forward_model, second.pool),
+        first.objective.losses(first.loaded.model, first.pool),
+        rtol=1e-5,
+        atol=0,
+    )
+    assert captures == []  # every pool sequence came from the shared cache

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from paczero.tasks.classification import Classifier
+from paczero.models.suffix import PrefixKV, RestrictedHead
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +33,7 @@ __all__ = [
     "TrunkError",
     "find_blocks",
     "forward_model",
+    "shared_cache",
     "trainable_top_layers",
 ]
 
@@ -108,6 +109,7 @@ class TrunkCache:
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max_bytes
+        self.tuple_len: int | None = None  # the frozen blocks' output form, learnt at the first capture
         self.rows: dict[bytes, torch.Tensor] = {}  # views into the computed batches
         self._storages: dict[int, int] = {}  # storage data_ptr -> bytes (what the views keep alive)
 
@@ -130,20 +132,43 @@ class TrunkCache:
             self.rows[key] = hidden[j, width - n :]
 
 
+_SHARED: weakref.WeakKeyDictionary[torch.nn.Module, dict[int, TrunkCache]] = weakref.WeakKeyDictionary()
+
+
+def shared_cache(model: torch.nn.Module, first: int, max_bytes: int) -> TrunkCache:
+    """The one trunk cache of ``model`` cut at block ``first``: every trainer, evaluation and audit shadow run
+    over the same loaded model reads it, since its frozen trunk gives a sequence the same hidden states."""
+    return _SHARED.setdefault(model, {}).setdefault(first, TrunkCache(max_bytes))
+
+
 class TrunkCachedModel:
     """Calls like the model (``input_ids``, ``attention_mask``, ``position_ids``, ...) but runs only the top k
-    blocks, on trunk outputs cached per sequence. Left-padded batches only (what the objectives build)."""
+    blocks, on trunk outputs cached per sequence. Left-padded batches only (what the objectives build).
 
-    def __init__(self, model: torch.nn.Module, k: int, max_bytes: int):
+    With ``trainable`` given, the top blocks run only the scored positions where that is exact
+    (:class:`~paczero.models.suffix.PrefixKV`); with ``head_rows``, a linear head computes only those
+    vocabulary rows, and the logits' last dimension follows ``head_rows`` (read it off the attribute).
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        k: int,
+        max_bytes: int,
+        trainable: list[torch.nn.Parameter] | None = None,
+        head_rows: list[int] | None = None,
+    ):
         name, blocks = find_blocks(model)
         if not 1 <= k < len(blocks):
             raise TrunkError(f"trunk caching needs 1 <= k < {len(blocks)} trainable top blocks, got k={k}")
         self.model, self.blocks, self.k = model, blocks, k
         self.first = len(blocks) - k  # index of the first block that runs
-        self.cache = TrunkCache(max_bytes)
+        self.cache = shared_cache(model, self.first, max_bytes)
         self._batches: dict[int, _Entry] = {}  # id(input_ids) -> assembled trunk output of that micro-batch
-        self._tuple_len: int | None = None  # the frozen blocks' output form, learnt at the first capture
-        self._substitute: torch.Tensor | None = None
+        self.prefix = None if trainable is None else PrefixKV(model, self.first, trainable)
+        linear_head = isinstance(model.get_output_embeddings(), torch.nn.Linear)
+        self.head = RestrictedHead(model, head_rows) if head_rows and linear_head else None
+        self.head_rows = head_rows if self.head is not None else None
         logger.info("trunk cache: running blocks %d..%d of %s", self.first, len(blocks) - 1, name)
 
     def __getattr__(self, name: str) -> Any:
@@ -175,7 +200,7 @@ class TrunkCachedModel:
                 h.remove()
         if "hidden" not in seen:
             raise TrunkError(f"block {self.first} of {type(self.model).__name__} was never called")
-        self._tuple_len = seen["tuple_len"]
+        self.cache.tuple_len = seen["tuple_len"]
         return seen["hidden"]
 
     def _trunk(
@@ -230,12 +255,14 @@ class TrunkCachedModel:
             if incoming.shape != hidden.shape:
                 raise TrunkError(f"cached trunk {tuple(hidden.shape)} vs block input {tuple(incoming.shape)}")
             cached = hidden.to(incoming.device)
+            if cached.is_inference() and not torch.is_inference_mode_enabled():
+                cached = cached.clone()  # a forward that records autograd cannot save inference tensors
             if args:
                 return (cached, *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": cached}
 
         frozen = [self.blocks[i] for i in range(self.first)]
-        stand_in = _PassThrough(self._tuple_len or 0)
+        stand_in = _PassThrough(self.cache.tuple_len or 0)
         handle = self.blocks[self.first].register_forward_pre_hook(substitute, with_kwargs=True)
         try:
             for i in range(self.first):
@@ -246,18 +273,38 @@ class TrunkCachedModel:
                 self.blocks[i] = block
             handle.remove()
 
+    def _run_top(self, hidden: torch.Tensor, **inputs: Any) -> Any:
+        with self._top_only(hidden):
+            return self.model(**inputs)
+
+    def _suffix_applies(self, input_ids: torch.Tensor, kwargs: dict[str, Any]) -> bool:
+        s = kwargs.get("logits_to_keep") or 0
+        plain = set(kwargs) <= {"position_ids", "logits_to_keep", "use_cache"}
+        return self.prefix is not None and self.prefix.usable and plain and 0 < s < input_ids.shape[1]
+
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs: Any) -> Any:
         """The model's output (logits of the kept positions), computed through the top k blocks only."""
         if kwargs.get("use_cache"):
             raise TrunkError("trunk caching runs without a KV cache (use_cache=False)")
         hidden = self._trunk(input_ids, attention_mask, kwargs.get("position_ids"))
-        with self._top_only(hidden):
-            return self.model(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        head = self.head.active() if self.head is not None else contextlib.nullcontext()
+        with head:
+            if self._suffix_applies(input_ids, kwargs):
+                inputs = {
+                    "input_ids": input_ids,
+                    "attention_mask": attention_mask,
+                    "position_ids": kwargs.get("position_ids"),
+                }
+                out = self.prefix(self._run_top, hidden, inputs, kwargs["logits_to_keep"])
+                if out is not None:
+                    return out
+            return self._run_top(hidden, input_ids=input_ids, attention_mask=attention_mask, **kwargs)
 
 
 def forward_model(loaded: Any, objective: Any, cfg: Any = None) -> Any:
     """What the objective should call: a :class:`TrunkCachedModel` when ``model.cache_trunk`` allows and
-    applies (classification, every trainable parameter in the top k < L blocks), else the model itself.
+    applies (the loss reads fixed last positions, every trainable parameter in the top k < L blocks), else the
+    model itself. The cached model runs only the scored positions and option rows where that is exact.
 
     ``cfg`` is the run's :class:`~paczero.models.config.ModelConfig` (default: the one the model was loaded
     with).
@@ -266,8 +313,10 @@ def forward_model(loaded: Any, objective: Any, cfg: Any = None) -> Any:
     if cfg.cache_trunk is False:
         return loaded.model
     reasons = []
-    if not isinstance(objective, Classifier):
-        reasons.append("the task is not a classification task (generation decodes with a KV cache)")
+    if not objective.reads_last_positions:
+        reasons.append(
+            "the task's loss does not read fixed last positions (generation decodes with a KV cache)"
+        )
     if cfg.device_map is not None:
         reasons.append("the model is spread over devices (model.device_map)")
     try:
@@ -285,4 +334,5 @@ def forward_model(loaded: Any, objective: Any, cfg: Any = None) -> Any:
         if cfg.cache_trunk:
             raise TrunkError("model.cache_trunk: true, but " + "; ".join(reasons))
         return loaded.model
-    return TrunkCachedModel(loaded.model, k, int(cfg.trunk_cache_gib * GIB))
+    trainable = [p for _, p in loaded.trainable]
+    return TrunkCachedModel(loaded.model, k, int(cfg.trunk_cache_gib * GIB), trainable, objective.head_rows)

@@ -75,6 +75,7 @@ class Classifier:
 
     primary_metric = "accuracy"  # higher is better; what ``train.select_by: dev_accuracy`` reads
     metrics = ("accuracy",)
+    reads_last_positions = True  # one forward without a KV cache, scored at the last positions only
 
     def __init__(
         self, tokenizer, prompt: str, label_words: list[str], micro_batch_size: int, max_length: int
@@ -90,6 +91,11 @@ class Classifier:
         self.option_ids = [] if self.templated else [self._encode_option(w) for w in label_words]
         self.single_token = not self.templated and all(len(ids) == 1 for ids in self.option_ids)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    @property
+    def head_rows(self) -> list[int] | None:
+        """The vocabulary rows the loss reads (single-token label words), else None (it reads them all)."""
+        return [ids[0] for ids in self.option_ids] if self.single_token else None
 
     def _encode_option(self, word: str) -> list[int]:
         ids = self.tokenizer(word, add_special_tokens=False).input_ids
@@ -152,7 +158,9 @@ class Classifier:
         """Score of every option for every example, shape (n, C), float32 on CPU."""
         n_opt = len(self.label_words)
         scores = torch.zeros((data.size, n_opt), dtype=torch.float32)
-        label_ids = [ids[0] for ids in self.option_ids]
+        label_ids = self.head_rows
+        if label_ids is not None and getattr(model, "head_rows", None) == label_ids:
+            label_ids = list(range(n_opt))  # the model's head computed only these rows, in this order
         for mb in data.batches:
             logits = last_logits(model, mb, data.keep)
             if self.single_token:

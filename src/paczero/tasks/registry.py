@@ -27,10 +27,14 @@ class Objective(Protocol):
 
     ``metrics`` are higher-is-better scores that ``evaluate`` returns besides ``loss``; ``primary_metric``
     is the one printed and the default way to read a run (``train.select_by: dev_<metric>``).
+    ``reads_last_positions``: the loss reads the last ``logits_to_keep`` positions of one cache-free forward
+    (what frozen-trunk caching needs); ``head_rows``: the only vocabulary rows it reads, or None.
     """
 
     primary_metric: str
     metrics: tuple[str, ...]
+    reads_last_positions: bool
+    head_rows: list[int] | None
 
     def prepare(self, examples: list[Example], device: torch.device) -> Prepared: ...
     def losses(self, model, prepared: Prepared) -> torch.Tensor: ...

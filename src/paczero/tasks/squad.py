@@ -155,6 +155,8 @@ class GenerativeQA:
 
     primary_metric = "f1"  # higher is better; the paper selects the best dev state by it
     metrics = ("f1", "exact_match")
+    reads_last_positions = False  # greedy decoding runs a KV cache over positions it generates
+    head_rows = None  # decoding reads the whole vocabulary
 
     def __init__(
         self,
