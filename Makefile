@@ -23,8 +23,12 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Run a second time on torch's portable kernels: what these tests compare must hold on any x86 CPU.
+PORTABLE_TESTS := tests/test_golden.py tests/test_release_invariance.py tests/test_checkpoint.py
+
 test: lint
 	$(VENV)/bin/pytest -q
+	ATEN_CPU_CAPABILITY=default $(VENV)/bin/pytest -q $(PORTABLE_TESTS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -161,3 +161,18 @@ def test_transcript_audit_fails_the_leaky_mechanism(make_config):
     result = transcript_audit(make_config("privacy.mechanism=quant_half", *SHORT), control=False)
     assert not result.passed and not result.within_ledger
     assert all(r.charged is None and r.measured > 0.0 for r in result.runs)
+
+
+def test_the_membership_audit_scores_through_the_cached_trunk(make_config, tmp_path, monkeypatch):
+    from paczero.models.trunk import TrunkCachedModel
+
+    out = tmp_path / "run"
+    train(make_config, out, "privacy.mechanism=paczero-zpl", "model.lora_layers=1", *SHORT)
+    calls = []
+    real = TrunkCachedModel.__call__
+    monkeypatch.setattr(
+        TrunkCachedModel, "__call__", lambda self, *a, **kw: calls.append(1) or real(self, *a, **kw)
+    )
+    result = membership_audit(out, shadows=1, transcript=False)
+    assert len(result.attacks) == 3
+    assert calls  # target, base and shadow losses all ran the top block on the cached trunk

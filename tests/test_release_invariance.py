@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 
 from paczero.cli import main
+from paczero.rundir import LOCK
 
 M = 8
 SECRETS = (0, 3, 6)
@@ -112,6 +113,7 @@ def test_zpl_bundles_are_byte_identical_across_secret_indices(bundles):
     first, *others = bundles["paczero-zpl"]
     assert {"summary.json", "privacy.md", "steps.jsonl", "config.yaml", "report/report.html"} <= set(first)
     assert any(name.startswith("model/") and name.endswith(".safetensors") for name in first)
+    assert not [name for name in first if LOCK in name]  # export held the run's lock: it stays behind
     for other in others:
         assert set(other) == set(first)
         differing = [name for name in first if first[name] != other[name]]

@@ -29,7 +29,10 @@ from paczero.rundir import (
     CHECKPOINTS,
     PRIVATE_FILE_MODE,
     TRANSCRIPT,
+    RunWriteError,
     fsync_dir,
+    write_all,
+    writing,
 )
 
 FORMAT = 2
@@ -92,13 +95,18 @@ class Checkpointer:
         if tmp.exists():
             shutil.rmtree(tmp)
         tmp.mkdir()
-        save_file(_contiguous(snapshot.weights), str(tmp / CHECKPOINT_WEIGHTS))
-        if snapshot.best is not None:
-            save_file(_contiguous(snapshot.best), str(tmp / CHECKPOINT_BEST))
-        _write_new(tmp / CHECKPOINT_PRIVATE, json.dumps(snapshot.private).encode(), PRIVATE_FILE_MODE)
-        state = {"format": FORMAT, "step": snapshot.step, **snapshot.state}
-        _write_new(tmp / CHECKPOINT_STATE, json.dumps(state).encode(), 0o644)
-        fsync_dir(tmp)
+        try:
+            with writing(final):  # a failed write names the checkpoint (a temporary one is never loaded)
+                save_file(_contiguous(snapshot.weights), str(tmp / CHECKPOINT_WEIGHTS))
+                if snapshot.best is not None:
+                    save_file(_contiguous(snapshot.best), str(tmp / CHECKPOINT_BEST))
+                _write_new(tmp / CHECKPOINT_PRIVATE, json.dumps(snapshot.private).encode(), PRIVATE_FILE_MODE)
+                state = {"format": FORMAT, "step": snapshot.step, **snapshot.state}
+                _write_new(tmp / CHECKPOINT_STATE, json.dumps(state).encode(), 0o644)
+                fsync_dir(tmp)
+        except RunWriteError:
+            shutil.rmtree(tmp, ignore_errors=True)  # a part written to a full disk only takes space
+            raise
         os.replace(tmp, final)
         fsync_dir(self.root)
         for old in list(self.root.iterdir()):
@@ -156,7 +164,7 @@ def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 def _write_new(path: Path, data: bytes, mode: int) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        os.write(fd, data)
+        write_all(fd, data)
         os.fsync(fd)
     finally:
         os.close(fd)

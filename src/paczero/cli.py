@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 from paczero import channel
@@ -14,13 +15,8 @@ from paczero.rundir import MODEL
 
 
 def _train(args: argparse.Namespace) -> int:
-    from paczero.config import load_config
-    from paczero.distributed import launched_as_main, shutdown
-    from paczero.interrupt import Interrupted, graceful_stop
-    from paczero.report.console import train_report
-    from paczero.resume import resume_config
-    from paczero.rundir import check_run_dir, clear_run_dir
-    from paczero.trainer import Trainer
+    from paczero.distributed import launched_as_main
+    from paczero.rundir import RunWriteError, hold_run_dir, write_failure
 
     out = Path(args.resume or args.output_dir or "")
     if args.resume is None and args.output_dir is None:
@@ -28,6 +24,24 @@ def _train(args: argparse.Namespace) -> int:
     if args.resume is not None and args.output_dir is not None and Path(args.output_dir) != out:
         raise ValueError(f"--resume continues the run in {out}; --output-dir must be that directory or unset")
     main_process = launched_as_main()  # under torchrun only rank 0 owns the run directory
+    try:
+        with hold_run_dir(out, "train", create=True) if main_process else nullcontext():
+            return _train_in(out, args, main_process)
+    except RunWriteError as err:  # a full disk, no permission, a read-only file system: a runtime failure
+        print(f"paczero: error: {write_failure(err, out)}", file=sys.stderr)
+        return 1
+
+
+def _train_in(out: Path, args: argparse.Namespace, main_process: bool) -> int:
+    """``train`` once the run directory is this process's."""
+    from paczero.config import load_config
+    from paczero.distributed import shutdown
+    from paczero.interrupt import Interrupted, graceful_stop
+    from paczero.report.console import train_report
+    from paczero.resume import resume_config
+    from paczero.rundir import check_run_dir, clear_run_dir
+    from paczero.trainer import Trainer
+
     if main_process:
         check_run_dir(out, resume=args.resume is not None, overwrite=args.overwrite)
     if args.resume is not None:
@@ -60,14 +74,16 @@ def _train(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     from paczero.config import load_config
     from paczero.evaluate import evaluate_base, evaluate_run, evaluation_config
+    from paczero.rundir import hold_run_dir
 
     if (args.run is None) == (args.config is None):
         raise ValueError("eval needs one of --run RUN_DIR (a trained model) or --config CFG (a base model)")
     if args.run is not None:
         if args.model is not None:
             raise ValueError("--model goes with --config (a base model); --run evaluates the run's own model")
-        cfg = evaluation_config(args.run, args.set)  # J unneeded
-        results = evaluate_run(cfg, Path(args.run) / MODEL, args.split)
+        with hold_run_dir(args.run, "eval"):
+            cfg = evaluation_config(args.run, args.set)  # J unneeded
+            results = evaluate_run(cfg, Path(args.run) / MODEL, args.split)
     else:
         model = [f"model.name={args.model}"] if args.model is not None else []
         results = evaluate_base(load_config(resolve_config(args.config), [*args.set, *model]), args.split)
@@ -97,8 +113,10 @@ def _replay(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from paczero.export import export_run
+    from paczero.rundir import hold_run_dir
 
-    bundle = export_run(args.run, args.output, args.transcript_only, args.allow_insecure)
+    with hold_run_dir(args.run, "export"):
+        bundle = export_run(args.run, args.output, args.transcript_only, args.allow_insecure)
     if not bundle.private:
         print("paczero: warning: exported a run that is NOT private (deterministic privacy randomness)")
     print(f"exported {len(bundle.files)} files to {bundle.path} (manifest MANIFEST.json); left out:")
@@ -157,11 +175,13 @@ def _sweep(args: argparse.Namespace) -> int:
 
 def _audit_mia(args: argparse.Namespace) -> int:
     from paczero.audit.mia import membership_audit, write_membership_audit
+    from paczero.rundir import hold_run_dir
 
-    audit = membership_audit(
-        args.run, shadows=args.shadows, transcript=not args.no_transcript, seed=args.seed
-    )
-    out = write_membership_audit(audit, args.run)
+    with hold_run_dir(args.run, "audit mia"):
+        audit = membership_audit(
+            args.run, shadows=args.shadows, transcript=not args.no_transcript, seed=args.seed
+        )
+        out = write_membership_audit(audit, args.run)
     print(audit.to_markdown())
     print(
         f"written to {out}/mia.json and mia.md: private (scored against the secret subset; export never "
@@ -192,8 +212,10 @@ def _audit_transcript(args: argparse.Namespace) -> int:
 
 def _report(args: argparse.Namespace) -> int:
     from paczero.report.html import write_report
+    from paczero.rundir import hold_run_dir
 
-    report = write_report(args.dir, include_private=args.include_private)
+    with hold_run_dir(args.dir, "report"):
+        report = write_report(args.dir, include_private=args.include_private)
     for name, path in report.figures.items():
         print(f"{name}: {path}" + (f"  ({report.notes[name]})" if name in report.notes else ""))
     print(f"report: {report.html}")

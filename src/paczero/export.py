@@ -19,6 +19,7 @@ from pathlib import Path
 from paczero.rundir import (
     HEAD,
     INSECURE_NOTE,
+    LOCK,
     MODEL,
     STATEMENT,
     SUMMARY,
@@ -48,6 +49,8 @@ class Bundle:
 
 
 def _reason_to_skip(rel: str, path: Path, transcript_only: bool) -> str | None:
+    if rel == LOCK:
+        return "the run directory's lock (run-internal: it exists while a command uses the run)"
     if path.is_symlink():
         return "symbolic link"
     if not is_public(rel):

@@ -29,9 +29,11 @@ from paczero.rundir import (
     SUMMARY,
     TENSORBOARD,
     append_private_line,
+    atomic_write,
     private_dir,
     write_secret,
     write_timing,
+    writing,
 )
 from paczero.subsets import Secret
 from paczero.tensorboard import open_tensorboard
@@ -52,7 +54,7 @@ class RunOutputs:
         config, an empty transcript and the private TensorBoard log. The one writer that reads J."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.run_dir, secret.reveal(), secret.m, entropy, self.cfg.privacy.secure)
-        (self.run_dir / CONFIG).write_text(yaml.safe_dump(self.cfg.to_dict(), sort_keys=False))
+        atomic_write(self.run_dir / CONFIG, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False).encode())
         self.reopen([])
 
     def reopen(self, released: list[str]) -> None:
@@ -81,12 +83,13 @@ class RunOutputs:
 
     def finish(self, loaded: LoadedModel, summary: dict[str, Any], timing: dict[str, Any]) -> None:
         """The selected model with its card, the summary and the privacy statement; timing privately."""
-        save_model(loaded, self.run_dir / MODEL)
-        (self.run_dir / MODEL_CARD).write_text(model_card(summary))
+        with writing(self.run_dir / MODEL):
+            save_model(loaded, self.run_dir / MODEL)
+        atomic_write(self.run_dir / MODEL_CARD, model_card(summary).encode())
         if self.tensorboard is not None:
             self.tensorboard.close()
-        (self.run_dir / SUMMARY).write_text(json.dumps(summary, indent=2))
-        (self.run_dir / STATEMENT).write_text(privacy_statement(summary))
+        atomic_write(self.run_dir / SUMMARY, json.dumps(summary, indent=2).encode())
+        atomic_write(self.run_dir / STATEMENT, privacy_statement(summary).encode())
         write_timing(self.run_dir, timing["wall_time_s"], timing["step_seconds"])
 
 

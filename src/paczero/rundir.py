@@ -20,6 +20,7 @@ Every name in a run directory is spelled here, once; other modules import these 
       checkpoints/       the full state for resume; never exported
         step-NNNNNN/     state.json (public state), privacy.json (0600: the privacy generators, which
                          predict the coins and noise), weights.safetensors, best.safetensors
+      .lock              held by the one command using the directory; never exported
 
 Public (``paczero export`` ships these and nothing else) is a function of public inputs and released values
 only.
@@ -27,13 +28,20 @@ only.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import platform
+import re
 import shutil
-from collections.abc import Iterable
+import socket
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from safetensors import SafetensorError
 
 if TYPE_CHECKING:
     from paczero.config import RunConfig
@@ -60,6 +68,7 @@ CHECKPOINT_WEIGHTS, CHECKPOINT_BEST = "weights.safetensors", "best.safetensors"
 PUBLIC_FILES = (CONFIG, TRANSCRIPT, HEAD, SUMMARY, STATEMENT)
 PUBLIC_DIRS = (MODEL, REPORT)
 RUN_MARKERS = (CONFIG, TRANSCRIPT, SUMMARY, PRIVATE, CHECKPOINTS)  # any of these: the directory holds a run
+LOCK = ".lock"  # hidden and run-internal: export never ships it; it exists only while a command holds it
 PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
 INSECURE_NOTE = (
     "NOT PRIVATE: this run used deterministic privacy randomness (privacy.secure: false, a fixed "
@@ -70,6 +79,14 @@ INSECURE_NOTE = (
 
 class RunDirError(ValueError):
     """An output directory that must not be written to as asked."""
+
+
+class RunDirLocked(RunDirError):
+    """Another process holds the run directory: one command at a time may use it."""
+
+
+class RunWriteError(OSError):
+    """A file of a run directory could not be written (full disk, no permission, read-only file system)."""
 
 
 def check_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
@@ -94,6 +111,8 @@ def clear_run_dir(path: str | Path) -> None:
     if not path.is_dir() or not any((path / name).exists() for name in RUN_MARKERS):
         return
     for entry in path.iterdir():
+        if entry.name == LOCK:  # the lock this command holds: removing it would let a second writer in
+            continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:
@@ -129,15 +148,20 @@ def fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``path`` so a reader sees the old file or the whole new one: temp name, fsync, rename."""
     tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.fchmod(fd, mode)
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
+    with writing(path):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        try:
+            os.fchmod(fd, mode)
+            write_all(fd, data)
+            os.fsync(fd)
+        except OSError:
+            with suppress(OSError):  # a part written to a full disk would keep its space taken
+                os.unlink(tmp)
+            raise
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
 
 
 def write_private(path: Path, data: str | bytes) -> None:
@@ -147,12 +171,7 @@ def write_private(path: Path, data: str | bytes) -> None:
 
 def append_private_line(path: Path, record: dict[str, Any]) -> None:
     """Append one JSON line to a private log and fsync it before returning."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_FILE_MODE)
-    try:
-        os.write(fd, (json.dumps(record) + "\n").encode())
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    append_line(path, json.dumps(record), PRIVATE_FILE_MODE)
 
 
 def read_private_lines(path: Path) -> list[dict[str, Any]]:
@@ -217,3 +236,143 @@ def public_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Run
     # is public and bound into the transcript). Nothing that reads this config uses the privacy randomness.
     privacy.update(secret_index=None, seed=None if privacy.get("secure", True) else 0)
     return build_config(tree)
+
+
+@contextmanager
+def writing(path: Path) -> Iterator[None]:
+    """Turn a failed write inside the block into a RunWriteError naming ``path``, also where the error names
+    no file (``os.write``, buffered writes) or comes from safetensors as text ("… (os error 28)")."""
+    try:
+        yield
+    except RunWriteError:
+        raise
+    except OSError as err:
+        raise RunWriteError(err.errno, err.strerror, str(path)) from err
+    except SafetensorError as err:
+        code = re.search(r"\(os error (\d+)\)", str(err))
+        if code is None:
+            raise
+        raise RunWriteError(int(code[1]), os.strerror(int(code[1])), str(path)) from err
+
+
+def write_failure(err: OSError, run_dir: Path) -> str:
+    """One line for a run that could not write: what failed, what is kept, and how to continue."""
+    what = f"could not write {err.filename}: {err.strerror}"
+    if not (run_dir / CONFIG).is_file():
+        return f"{what}; nothing was released; once it can be written, run the same command with --overwrite"
+    transcript = run_dir / TRANSCRIPT
+    released = transcript.read_bytes().count(b"\n") if transcript.is_file() else 0
+    return (
+        f"{what}; every released step is kept ({released} in {transcript}); once it can be written (free "
+        f"space, permissions, a writable file system), continue with: paczero train --resume {run_dir}"
+    )
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """``os.write`` until every byte is written (a nearly full disk may take part of a write and succeed)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def append_line(path: Path, line: str, mode: int) -> None:
+    """Append one line and fsync it; a failed write is cut off again, so the file keeps whole lines only."""
+    with writing(path):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, mode)
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                write_all(fd, (line + "\n").encode())
+                os.fsync(fd)
+            except OSError:
+                os.ftruncate(fd, size)  # shrinking needs no space
+                raise
+        finally:
+            os.close(fd)
+
+
+# Run directories this process holds: a nested hold (a train command, then its trainer) is the outer one.
+_held: set[Path] = set()
+
+
+@contextmanager
+def hold_run_dir(run_dir: str | Path, command: str, *, create: bool = False) -> Iterator[None]:
+    """Hold ``run_dir``'s exclusive lock while the block runs; RunDirLocked at once if another process does.
+
+    The lock is the kernel's (``flock`` on ``run_dir/.lock``), so it ends with the holding process however
+    that ends, kill -9 included. ``create`` (training) makes a missing directory, removed again if the block
+    leaves it empty. Without ``create`` a missing directory is not locked (the command reports it), and a
+    directory this user cannot write is locked only if a lock file is already there.
+    """
+    path = Path(run_dir).resolve()
+    if path in _held:
+        yield
+        return
+    created = create and not path.exists()
+    if created:
+        path.mkdir(parents=True, exist_ok=True)  # another train may make it at the same time
+    fd = _lock(path, str(run_dir), command) if path.is_dir() else None
+    if fd is not None:
+        _held.add(path)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            _held.discard(path)
+            _unlock(path, fd)
+        if created and path.is_dir() and not any(path.iterdir()):
+            path.rmdir()
+
+
+def _lock(path: Path, shown: str, command: str) -> int | None:
+    """An open, locked descriptor of ``path/.lock`` with this process named in it (None: unlockable)."""
+    lock = path / LOCK
+    for _ in range(100):  # a holder that ends removes the file; a descriptor of the removed one is retried
+        opened = _open_lock(lock)
+        if opened is None:
+            return None
+        fd, writable = opened
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode(errors="replace").strip() or "another paczero process"
+            os.close(fd)
+            raise RunDirLocked(
+                f"{shown} is in use by {holder}; one command at a time may use a run directory: wait "
+                f"until it ends (or stop it; a stopped run continues with paczero train --resume {shown}), "
+                "then try again"
+            ) from None
+        try:
+            current = os.path.samestat(os.fstat(fd), os.stat(lock))
+        except FileNotFoundError:
+            current = False
+        if current:
+            holder = f"paczero {command} (pid {os.getpid()} on host {socket.gethostname()})\n"
+            with suppress(OSError):  # the name is a courtesy: a full disk still gets the lock
+                if writable:
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, holder.encode(), 0)
+            return fd
+        os.close(fd)
+    raise RunDirError(f"could not lock {shown}: its lock file keeps changing")
+
+
+def _open_lock(lock: Path) -> tuple[int, bool] | None:
+    """The lock file (and whether it is writable), created if need be; read-only where this user cannot
+    write, or None when it is absent there."""
+    try:
+        return os.open(lock, os.O_RDWR | os.O_CREAT, PRIVATE_FILE_MODE), True
+    except OSError as err:
+        if err.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise
+    try:
+        return os.open(lock, os.O_RDONLY), False
+    except FileNotFoundError:
+        return None
+
+
+def _unlock(path: Path, fd: int) -> None:
+    """Remove the lock file, then release it (a process waiting on the removed file retries on a new one)."""
+    with suppress(OSError):  # a directory this user cannot write: the file stays, unlocked
+        os.unlink(path / LOCK)
+    os.close(fd)

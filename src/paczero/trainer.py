@@ -23,14 +23,21 @@ from paczero.autobatch import resolve_micro_batch_size
 from paczero.checkpoint import Checkpointer, CheckpointError, Snapshot
 from paczero.config import RunConfig
 from paczero.distributed import assemble, broadcast_object, init_from_env, per_rank_device
-from paczero.generators import data_generator, direction_generator, public_minibatch, public_subsets
+from paczero.generators import (
+    data_generator,
+    direction_generator,
+    generator_states,
+    load_generator_states,
+    public_minibatch,
+    public_subsets,
+)
 from paczero.mechanisms import Mechanism, StepEstimates, get_mechanism
 from paczero.models.loaders import LoadedModel, load_model, load_trainable_state, trainable_state
 from paczero.models.trunk import forward_model as trunk_forward_model
 from paczero.outputs import RunOutputs, public_summary
 from paczero.privacy.ledger import BudgetExhausted, Ledger
 from paczero.resume import ResumePoint, refuse_changes, resume_point
-from paczero.rundir import INSECURE_NOTE
+from paczero.rundir import INSECURE_NOTE, hold_run_dir
 from paczero.selection import DevSelection
 from paczero.subsets import CandidateSubsets, Secret, draw_secret, privacy_entropy, privacy_generators
 from paczero.tasks.data import Splits
@@ -196,10 +203,18 @@ class Trainer:
         return assemble(out, rows, self.dist)
 
     def run(self) -> dict[str, Any]:
-        """Train, select the best dev state, evaluate on test, write outputs; returns the (public) summary."""
+        """Train, select the best dev state, evaluate on test, write outputs; returns the (public) summary.
+
+        The run directory stays locked meanwhile: a second writer is refused (RunDirLocked)."""
+        if self.output_dir is None:
+            return self._run()
+        with hold_run_dir(self.output_dir, "train", create=True):
+            return self._run()
+
+    def _run(self) -> dict[str, Any]:
         tc = self.cfg.train
         if not self.cfg.private and self.dist.is_main:
-            warnings.warn(INSECURE_NOTE, InsecurePrivacyWarning, stacklevel=2)
+            warnings.warn(INSECURE_NOTE, InsecurePrivacyWarning, stacklevel=3)
         began = time.perf_counter()
         selection = self._resume()  # --resume: every released step re-applied
         if selection is None:
@@ -263,20 +278,21 @@ class Trainer:
 
     def public_state(self) -> dict[str, Any]:
         """The public generators' (directions, data) and the ledger's state: what a checkpoint shows."""
-        return {"generators": _states(self._generators(public=True)), "ledger": self.ledger.state_dict()}
+        generators = generator_states(self._generators(public=True))
+        return {"generators": generators, "ledger": self.ledger.state_dict()}
 
     def load_public_state(self, state: dict[str, Any]) -> None:
         """Restore ``public_state``'s output (or a per-step state that also holds the privacy generators)."""
-        _load_states(self._generators(public=True), state["generators"])
+        load_generator_states(self._generators(public=True), state["generators"])
         self.ledger.load_state_dict(state["ledger"])
 
     def private_state(self) -> dict[str, Any]:
         """The privacy generators' (sampling, mechanism) state: it predicts every secret-dependent draw."""
-        return {"generators": _states(self._generators(public=False))}
+        return {"generators": generator_states(self._generators(public=False))}
 
     def load_private_state(self, state: dict[str, Any]) -> None:
         """Restore ``private_state``'s output (or a per-step state that also holds the public generators)."""
-        _load_states(self._generators(public=False), state["generators"])
+        load_generator_states(self._generators(public=False), state["generators"])
 
     def _checkpoint(self, selection: DevSelection) -> Path | None:
         """Save the full state (public, private, weights) and the transcript head; None without a run dir."""
@@ -379,15 +395,3 @@ class Trainer:
             public, private = self.public_state(), self.private_state()
             step_state = {**public, "generators": {**public["generators"], **private["generators"]}}
             self.outputs.append(record, {"seconds": seconds, **step_state})
-
-
-def _states(gens: dict[str, np.random.Generator]) -> dict[str, Any]:
-    return {name: rng.bit_generator.state for name, rng in gens.items()}
-
-
-def _load_states(gens: dict[str, np.random.Generator], states: dict[str, Any]) -> None:
-    """Set each generator of ``gens`` to its saved state; refuse states saved for other generators."""
-    if not set(gens) <= set(states):
-        raise ValueError(f"the saved generators {sorted(states)} are not this run's {sorted(gens)}")
-    for name, rng in gens.items():
-        rng.bit_generator.state = states[name]

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paczero.rundir import HEAD, SUMMARY, TRANSCRIPT, atomic_write, public_run_config
+from paczero.rundir import HEAD, SUMMARY, TRANSCRIPT, append_line, atomic_write, public_run_config
 from paczero.zo import Directions, replay_step
 
 FORMAT = "paczero-transcript-v1"
@@ -98,10 +97,7 @@ class TranscriptWriter:
 
     def append(self, record: dict[str, Any]) -> None:
         line = json.dumps({**record, "prev_hash": self.head})
-        with self.path.open("a") as fh:
-            fh.write(line + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_line(self.path, line, 0o644)  # fsynced; a failed write leaves the file as it was
         self.lines.append(line)
         self.head = _sha256(line)
 

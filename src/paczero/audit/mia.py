@@ -28,7 +28,14 @@ from paczero.config import RunConfig
 from paczero.generators import public_subsets
 from paczero.mechanisms.base import Mechanism, Release, StepInput
 from paczero.mechanisms.registry import get_mechanism
-from paczero.models.loaders import load_finetuned, load_model
+from paczero.models.loaders import (
+    LoadedModel,
+    load_finetuned,
+    load_model,
+    load_trainable_state,
+    trainable_state,
+)
+from paczero.models.trunk import forward_model
 from paczero.privacy.ledger import Guarantee
 from paczero.rundir import (
     AUDIT,
@@ -83,12 +90,11 @@ class AuditRun:
         return self.subsets.membership[data["secret_index"]].astype(bool)
 
 
-def _pool_losses(cfg: RunConfig, model_dir: Path | None) -> np.ndarray:
-    """Per-example loss of every pool example under the saved model (or the base model θ_0 when None)."""
-    loaded = load_model(cfg.model) if model_dir is None else load_finetuned(cfg.model, model_dir)
+def _pool_losses(cfg: RunConfig, loaded: LoadedModel) -> np.ndarray:
+    """Per-example loss of every pool example under ``loaded``, through the cached trunk where it applies."""
     objective = build_objective(cfg.task, loaded.tokenizer, cfg.train.micro_batch_size)
     pool = objective.prepare(load_splits(cfg.task).pool, loaded.device)
-    return objective.losses(loaded.model, pool).double().cpu().numpy()
+    return objective.losses(forward_model(loaded, objective, cfg.model), pool).double().cpu().numpy()
 
 
 def _logit_confidence(losses: np.ndarray) -> np.ndarray:
@@ -240,11 +246,13 @@ def membership_audit(
     members = run.members()
     rng = np.random.Generator(np.random.PCG64(seed))
     notes: list[str] = []
-    target = _pool_losses(run.cfg, run.path / MODEL)
-    base = _pool_losses(run.cfg, None)
+    target = _pool_losses(run.cfg, load_finetuned(run.cfg.model, run.path / MODEL))
+    base_model = load_model(run.cfg.model)  # θ_0; the shadow runs train it too, sharing its trunk cache
+    base = _pool_losses(run.cfg, base_model)
     scored = {"loss": -target, "loss − base loss": base - target}
     if shadows > 0:
-        scored["LiRA (shadows)"] = _lira_scores(*_shadow_statistics(run, target, shadows, rng))
+        statistics = _shadow_statistics(run, base_model, target, shadows, rng)
+        scored["LiRA (shadows)"] = _lira_scores(*statistics)
         notes.append(
             f"LiRA: {shadows} shadow runs on candidate subsets drawn by the auditor, shared variance."
         )
@@ -279,12 +287,14 @@ def membership_audit(
 
 
 def _shadow_statistics(
-    run: AuditRun, target: np.ndarray, count: int, rng: np.random.Generator
+    run: AuditRun, base_model: LoadedModel, target: np.ndarray, count: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(target statistic, shadow statistics S × N, shadow membership S × N) from ``count`` shadow runs."""
     chosen = rng.choice(run.subsets.m, size=count, replace=count > run.subsets.m)
+    start = trainable_state(base_model)
     stats = []
     for k in chosen:
+        load_trainable_state(base_model, start)
         privacy = dataclasses.replace(
             run.cfg.privacy, secret_index=int(k), seed=int(rng.integers(2**31)), secure=False
         )
@@ -293,9 +303,9 @@ def _shadow_statistics(
         )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", InsecurePrivacyWarning)
-            trainer = Trainer(cfg)
+            trainer = Trainer(cfg, loaded=base_model)
             trainer.run()
-        stats.append(trainer.objective.losses(trainer.loaded.model, trainer.pool).double().cpu().numpy())
+        stats.append(trainer.objective.losses(trainer.forward_model, trainer.pool).double().cpu().numpy())
     inside = run.subsets.membership[chosen].astype(bool)
     return _logit_confidence(target), _logit_confidence(np.array(stats)), inside
 
