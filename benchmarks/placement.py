@@ -1,10 +1,12 @@
 """Does the demo learn as well with LoRA on q/o (scored positions only) as on q/v (every position)?
 
-python benchmarks/placement.py [--seeds 0 1 2] [--out benchmarks/results/placement.json]
+python benchmarks/placement.py [--placements q_proj,v_proj q_proj,o_proj] [--lrs 0.03] [--seeds 0 1 2]
+                               [--out benchmarks/results/placement.json]
 
 Runs the CPU demo (configs/demo.yaml: PACZero-ZPL, M = 2, N = 256, T = 100, LoRA in the top block) once per
-placement and data seed, privacy randomness from the OS, and records each run's dev curve (200 examples),
-selected dev loss and accuracy, test accuracy, unanimity and process CPU seconds per step.
+placement, learning rate and data seed, privacy randomness from the OS, and records each run's dev curve
+(200 examples), selected dev loss and accuracy, test accuracy, unanimity and process CPU seconds per step.
+Runs already in the output file are kept and skipped.
 """
 
 from __future__ import annotations
@@ -21,23 +23,30 @@ from paczero.models.loaders import load_model, load_trainable_state, trainable_s
 from paczero.trainer import Trainer
 
 ROOT = Path(__file__).resolve().parent.parent
-PLACEMENTS = {"q_proj,v_proj": ["q_proj", "v_proj"], "q_proj,o_proj": ["q_proj", "o_proj"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--placements", nargs="+", default=["q_proj,v_proj", "q_proj,o_proj"])
+    parser.add_argument("--lrs", type=float, nargs="+", default=[0.03])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/placement.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
-    results = []
-    for name, targets in PLACEMENTS.items():
-        overrides = [f"model.lora_targets=[{','.join(targets)}]", "train.progress=false"]
+    results = json.loads(args.out.read_text()) if args.out.exists() else []
+    done = {(r["placement"], r.get("lr", 0.03), r["data_seed"]) for r in results}
+    for name in args.placements:
+        overrides = [f"model.lora_targets=[{name}]", "train.progress=false"]
+        todo = [(lr, s) for lr in args.lrs for s in args.seeds if (name, lr, s) not in done]
+        if not todo:
+            continue
         loaded = load_model(load_config(ROOT / "configs/demo.yaml", overrides).model)
         initial = trainable_state(loaded)
-        for seed in args.seeds:
+        for lr, seed in todo:
             load_trainable_state(loaded, initial)
-            cfg = load_config(ROOT / "configs/demo.yaml", [*overrides, f"task.data_seed={seed}"])
+            cfg = load_config(
+                ROOT / "configs/demo.yaml", [*overrides, f"task.data_seed={seed}", f"train.lr={lr}"]
+            )
             trainer = Trainer(cfg, loaded=loaded)
             trainer.evaluate(trainer.pool)  # fills the trunk cache: not a step cost
             cpu = time.process_time()
@@ -45,6 +54,7 @@ def main() -> None:
             results.append(
                 {
                     "placement": name,
+                    "lr": lr,
                     "data_seed": seed,
                     "dev_history": summary["dev"]["history"],
                     "dev_selected": summary["dev"]["selected"],
@@ -53,8 +63,11 @@ def main() -> None:
                     "cpu_s_per_step_incl_eval": (time.process_time() - cpu) / cfg.train.steps,
                 }
             )
-            print(json.dumps(results[-1]["dev_selected"] | {"placement": name, "seed": seed}), flush=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+            print(
+                json.dumps(results[-1]["dev_selected"] | {"placement": name, "lr": lr, "seed": seed}),
+                flush=True,
+            )
+            args.out.write_text(json.dumps(results, indent=2) + "\n")
 
 
 if __name__ == "__main__":

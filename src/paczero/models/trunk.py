@@ -261,16 +261,15 @@ class TrunkCachedModel:
                 return (cached, *args[1:]), kwargs
             return args, {**kwargs, "hidden_states": cached}
 
-        frozen = [self.blocks[i] for i in range(self.first)]
+        slots = self.blocks._modules  # the list's own slots: swapping there skips nn.Module's per-item checks
+        frozen = {key: slots[key] for key in list(slots)[: self.first]}
         stand_in = _PassThrough(self.cache.tuple_len or 0)
         handle = self.blocks[self.first].register_forward_pre_hook(substitute, with_kwargs=True)
         try:
-            for i in range(self.first):
-                self.blocks[i] = stand_in
+            slots.update(dict.fromkeys(frozen, stand_in))
             yield
         finally:
-            for i, block in enumerate(frozen):
-                self.blocks[i] = block
+            slots.update(frozen)
             handle.remove()
 
     def _run_top(self, hidden: torch.Tensor, **inputs: Any) -> Any:
