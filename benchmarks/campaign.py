@@ -1,7 +1,7 @@
 """The SmolLM2 campaign: every method at 5 data seeds on the fast top-block track, learning rates chosen on
 seed 0's dev loss, and ZPL's M study; one process per worker loads the model once and shares its trunk.
 
-  python benchmarks/campaign.py run grid|main [--worker I --workers N] [--out runs/campaign]
+  python benchmarks/campaign.py run grid|main [--worker I --workers N] [--methods A,B] [--out runs/campaign]
   python benchmarks/campaign.py choose   # seed 0's dev loss -> one learning rate per method (lr.json)
   python benchmarks/campaign_table.py   # the table, summary.json and plots
 
@@ -83,7 +83,7 @@ def cells(phase: str) -> list[Cell]:
     values, m_seeds = M_STUDY
     main = []
     for seed in SEEDS[1:]:  # seed s of every method, then the M study at seed s − 1
-        main += [Cell(m, lrs[m], seed) for m in METHODS]
+        main += [Cell(m, lrs[m], seed) for m in METHODS if m in lrs]
         if seed - 1 in m_seeds:
             main += [Cell("paczero-zpl", lrs["paczero-zpl"], seed - 1, m) for m in values]
     return main
@@ -160,9 +160,10 @@ def zero_shot(loaded: LoadedModel, initial: dict) -> None:
     path.write_text(json.dumps(result, indent=2) + "\n")
 
 
-def run(phase: str, worker: int, workers: int, out: Path, smoke: list[str]) -> None:
+def run(phase: str, worker: int, workers: int, out: Path, smoke: list[str], methods: list[str]) -> None:
     torch.set_num_threads(1)  # two single-threaded workers use two cores better than one two-threaded one
-    todo = [c for c in cells(phase)[worker::workers] if not (out / c.name / "summary.json").exists()]
+    mine = [c for c in cells(phase) if not methods or c.method in methods][worker::workers]
+    todo = [c for c in mine if not (out / c.name / "summary.json").exists()]
     print(f"worker {worker}/{workers}: {len(todo)} cells of phase {phase} to run", flush=True)
     if not todo:
         return
@@ -209,12 +210,13 @@ def main() -> None:
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "runs/campaign")
+    parser.add_argument("--methods", type=lambda v: v.split(","), default=[], help="only these (comma list)")
     parser.add_argument("--smoke", action="append", default=[], help="override for a trial run (not kept)")
     args = parser.parse_args()
     if args.action == "choose":
         choose()
     else:
-        run(args.phase, args.worker, args.workers, args.out, args.smoke)
+        run(args.phase, args.worker, args.workers, args.out, args.smoke, args.methods)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,12 @@
 """Does the demo learn as well with LoRA on q/o (scored positions only) as on q/v (every position)?
 
-python benchmarks/placement.py [--placements q_proj,v_proj q_proj,o_proj] [--lrs 0.03] [--seeds 0 1 2]
-                               [--out benchmarks/results/placement.json]
+python benchmarks/placement.py [--placements q_proj,v_proj q_proj,o_proj] [--lrs 0.03] [--steps 100]
+                               [--seeds 0 1 2] [--out benchmarks/results/placement.json]
 
-Runs the CPU demo (configs/demo.yaml: PACZero-ZPL, M = 2, N = 256, T = 100, LoRA in the top block) once per
-placement, learning rate and data seed, privacy randomness from the OS, and records each run's dev curve
-(200 examples), selected dev loss and accuracy, test accuracy, unanimity and process CPU seconds per step.
+Runs the CPU demo (configs/demo.yaml: PACZero-ZPL, M = 2, N = 256, LoRA in the top block) once per
+placement, learning rate, step count and data seed, privacy randomness from the OS, and records each run's
+dev curve (200 examples), selected dev loss and accuracy, test accuracy, unanimity and process CPU seconds
+per step.
 Runs already in the output file are kept and skipped.
 """
 
@@ -29,15 +30,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--placements", nargs="+", default=["q_proj,v_proj", "q_proj,o_proj"])
     parser.add_argument("--lrs", type=float, nargs="+", default=[0.03])
+    parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/placement.json")
     args = parser.parse_args()
     torch.set_num_threads(1)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
-    done = {(r["placement"], r.get("lr", 0.03), r["data_seed"]) for r in results}
+    done = {(r["placement"], r.get("lr", 0.03), r.get("steps", 100), r["data_seed"]) for r in results}
     for name in args.placements:
-        overrides = [f"model.lora_targets=[{name}]", "train.progress=false"]
-        todo = [(lr, s) for lr in args.lrs for s in args.seeds if (name, lr, s) not in done]
+        overrides = [f"model.lora_targets=[{name}]", "train.progress=false", f"train.steps={args.steps}"]
+        todo = [(lr, s) for lr in args.lrs for s in args.seeds if (name, lr, args.steps, s) not in done]
         if not todo:
             continue
         loaded = load_model(load_config(ROOT / "configs/demo.yaml", overrides).model)
@@ -55,6 +57,7 @@ def main() -> None:
                 {
                     "placement": name,
                     "lr": lr,
+                    "steps": args.steps,
                     "data_seed": seed,
                     "dev_history": summary["dev"]["history"],
                     "dev_selected": summary["dev"]["selected"],

@@ -134,3 +134,21 @@ def test_smollm2_scored_positions_equal_the_full_forward():
     torch.testing.assert_close(
         objective.losses(cached, pool), objective.losses(loaded.model, pool), rtol=1e-5, atol=0
     )
+
+
+def test_a_new_batch_of_known_sequences_is_assembled_from_their_prefixes(monkeypatch):
+    """A DP Poisson batch or a public minibatch reuses the prefixes computed with the pool: no rebuild."""
+    loaded, objective, pool = _setup("tiny-llama", KV_FREE["tiny-llama"])
+    cached = forward_model(loaded, objective)
+    objective.losses(cached, pool)
+    builds = []
+    real_build = suffix.PrefixKV._build
+    monkeypatch.setattr(suffix.PrefixKV, "_build", lambda self, *a: builds.append(1) or real_build(self, *a))
+    splits = load_splits(TaskConfig(name="synthetic-sentiment", pool_size=40, dev_size=0, test_size=0))
+    minibatch = objective.prepare(splits.pool[5:29:2], loaded.device)  # other micro-batches, other widths
+    seen = _positions_run(cached, lambda: objective.losses(cached, minibatch))
+    assert builds == [] and set(seen) == {1}
+    _perturb(loaded)
+    torch.testing.assert_close(
+        objective.losses(cached, minibatch), objective.losses(loaded.model, minibatch), rtol=1e-5, atol=0
+    )

@@ -95,6 +95,22 @@ class _Prefix:
     saved: list[tuple[torch.Tensor, torch.Tensor]]
 
 
+@dataclass(frozen=True)
+class _Row:
+    """One left-padded sequence of a micro-batch: its real tokens' bytes, its length and the batch width."""
+
+    key: bytes
+    length: int
+    width: int
+
+
+def _rows(ids: torch.Tensor, mask: torch.Tensor) -> list[_Row]:
+    width = ids.shape[1]
+    ids_cpu = ids.cpu()
+    lengths = mask.sum(-1).tolist()
+    return [_Row(ids_cpu[j, width - n :].numpy().tobytes(), n, width) for j, n in enumerate(lengths)]
+
+
 RunTop = Callable[..., Any]  # (hidden entering the first block that runs, **model kwargs) -> model output
 
 
@@ -111,6 +127,9 @@ class PrefixKV:
         self.usable = True
         self.reason = ""
         self._prefixes: dict[int, _Prefix] = {}
+        # (sequence tokens, s) -> per block that runs, its real prefix positions' (keys, values): a new
+        # micro-batch of known sequences (a public minibatch, a DP Poisson batch) is assembled from them
+        self._rows: dict[tuple[bytes, int], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def _disable(self, reason: str) -> None:
         self.usable, self.reason = False, reason
@@ -139,15 +158,49 @@ class PrefixKV:
         saved = [(layer.keys.detach(), layer.values.detach()) for layer in top]
         return _Prefix(weakref.ref(inputs["input_ids"]), cache, saved)
 
+    def _remember_rows(
+        self, saved: list[tuple[torch.Tensor, torch.Tensor]], rows: list[_Row], s: int
+    ) -> None:
+        for j, row in enumerate(rows):
+            real = slice(row.width - row.length, max(row.width - s, row.width - row.length))
+            self._rows[row.key, s] = [(k[j, :, real], v[j, :, real]) for k, v in saved]
+
+    def _assemble(self, ids: torch.Tensor, rows: list[_Row], s: int) -> _Prefix:
+        """A micro-batch's prefix cache from its sequences' remembered rows (padding: zero, masked)."""
+        from transformers import DynamicCache
+
+        width = ids.shape[1] - s
+        cache = DynamicCache(config=self.model.config)
+        for t in range(len(self._rows[rows[0].key, s])):  # each block that runs
+            kv = []
+            for part in (0, 1):
+                like = self._rows[rows[0].key, s][t][part]
+                out = like.new_zeros((len(rows), like.shape[0], width, like.shape[-1]))
+                for j, row in enumerate(rows):
+                    stored = self._rows[row.key, s][t][part]
+                    out[j, :, width - stored.shape[1] :] = stored
+                kv.append(out)
+            cache.update(kv[0], kv[1], self.first + t)
+        layers = cache.layers
+        for i in range(self.first):
+            layers[i] = layers[self.first]
+        saved = [(layer.keys, layer.values) for layer in layers[self.first :]]
+        return _Prefix(weakref.ref(ids), cache, saved)
+
     def _prefix(
         self, run_top: RunTop, hidden: torch.Tensor, inputs: dict[str, Any], s: int
     ) -> _Prefix | None:
         ids = inputs["input_ids"]
         entry = self._prefixes.get(id(ids))
         if entry is None or entry.ref() is not ids:
-            entry = self._build(run_top, hidden, inputs, s)
-            if entry is None:
-                return None
+            rows = _rows(ids, inputs["attention_mask"])
+            if all((row.key, s) in self._rows for row in rows):
+                entry = self._assemble(ids, rows, s)
+            else:
+                entry = self._build(run_top, hidden, inputs, s)
+                if entry is None:
+                    return None
+                self._remember_rows(entry.saved, rows, s)
             key = id(ids)
             self._prefixes[key] = entry
             weakref.finalize(ids, self._prefixes.pop, key, None)
