@@ -1,8 +1,11 @@
-"""The package's shape: no import cycles, small modules, names compared only inside the registry.
+"""The package's shape: no import cycles, small modules and functions, names spelled in one place.
 
-The import graph counts every import that runs (module level and inside functions); imports under
-``if TYPE_CHECKING:`` never run and only name types, so they are not edges. Each check has a negative control
-on a planted example, so a checker that sees nothing cannot pass.
+The import graph counts every import: module level, inside functions, and under ``if TYPE_CHECKING:`` (a
+type-only import still means one module needs the other to be read). No function runs over 60 lines; the
+run directory's names are spelled only in ``rundir.py`` (and ``transcript.py``, which owns the transcript);
+``checkpoint.py`` holds the checkpointer and nothing else; mechanism names and guarantee strings are compared
+only inside the registry. Each check has a negative control on a planted example, so a checker that sees
+nothing cannot pass.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from paczero import rundir
 from paczero.mechanisms import MECHANISMS, Guarantee
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 MAX_LINES = 400
+MAX_FUNCTION_LINES = 60
 
 
 def _module_name(path: Path, root: Path) -> str:
@@ -23,29 +28,8 @@ def _module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _is_type_checking(node: ast.AST) -> bool:
-    test = getattr(node, "test", None)
-    return isinstance(node, ast.If) and (
-        (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING")
-        or (isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
-    )
-
-
-def _runtime_imports(tree: ast.AST) -> list[ast.Import | ast.ImportFrom]:
-    found, stack = [], [tree]
-    while stack:
-        node = stack.pop()
-        if _is_type_checking(node):
-            stack.extend(node.orelse)
-            continue
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            found.append(node)
-        stack.extend(ast.iter_child_nodes(node))
-    return found
-
-
 def import_graph(root: Path) -> dict[str, set[str]]:
-    """module → the modules of ``root`` it imports when it runs (lazy imports included)."""
+    """module → the modules of ``root`` it imports (lazy and type-only imports included)."""
     files = {_module_name(p, root): p for p in root.rglob("*.py")}
 
     def resolve(name: str) -> str | None:
@@ -57,7 +41,9 @@ def import_graph(root: Path) -> dict[str, set[str]]:
     for module, path in files.items():
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]
         deps: set[str] = set()
-        for node in _runtime_imports(ast.parse(path.read_text())):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Import | ast.ImportFrom):
+                continue
             if isinstance(node, ast.Import):
                 targets = [a.name for a in node.names]
             else:
@@ -117,7 +103,7 @@ def test_src_has_no_import_cycle():
     assert cycles(import_graph(SRC)) == []
 
 
-def test_the_cycle_check_finds_a_planted_cycle_and_ignores_type_only_imports(tmp_path):
+def test_the_cycle_check_finds_planted_cycles_type_only_ones_included(tmp_path):
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "__init__.py").write_text("")
@@ -126,7 +112,9 @@ def test_the_cycle_check_finds_a_planted_cycle_and_ignores_type_only_imports(tmp
     (pkg / "c.py").write_text("from . import a\nx = 1\n")
     (pkg / "d.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import e\n")
     (pkg / "e.py").write_text("import pkg.d\n")
-    assert cycles(import_graph(tmp_path)) == [["pkg.a", "pkg.b", "pkg.c"]]
+    (pkg / "f.py").write_text("x = 1\n")  # imported by g, imports nothing: no cycle
+    (pkg / "g.py").write_text("from pkg.f import x\n")
+    assert sorted(cycles(import_graph(tmp_path))) == [["pkg.a", "pkg.b", "pkg.c"], ["pkg.d", "pkg.e"]]
 
 
 @pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
@@ -161,3 +149,119 @@ def test_no_mechanism_name_or_guarantee_string_is_compared_outside_the_registry(
 def test_the_name_check_catches_a_planted_comparison():
     planted = "if cfg.privacy.mechanism == 'paczero-mi':\n    pass\nok = guarantee in ('dp', 'none')\n"
     assert _name_comparisons(ast.parse(planted), NAMES) == [1, 3]
+
+
+def long_functions(tree: ast.AST, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """Every function or method over ``limit`` lines (from ``def`` to its last line), with its length."""
+    return {
+        node.name: node.end_lineno - node.lineno + 1
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and node.end_lineno - node.lineno >= limit
+    }
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_no_function_is_over_60_lines(path):
+    rel = path.relative_to(SRC).as_posix()
+    found = long_functions(ast.parse(path.read_text()))
+    assert found == {}, f"{rel}: split {found}"
+
+
+def test_the_length_check_catches_a_planted_long_function():
+    body = "".join(f"        x{i} = {i}\n" for i in range(59))
+    planted = f"def fits():\n{body}\nclass C:\n    def too_long(self):\n{body}        return 1\n"
+    assert long_functions(ast.parse(planted)) == {"too_long": 61}  # ``fits`` is 60 lines: allowed
+
+
+# The run directory's names as rundir.py spells them: files anywhere in a string, folders as path parts.
+RUN_FILES = {
+    Path(name).name
+    for name in (
+        *rundir.PUBLIC_FILES,
+        rundir.MODEL_CARD,
+        rundir.SECRET,
+        rundir.STATE,
+        rundir.TIMING,
+        rundir.MIA,
+        rundir.MIA_NOTES,
+        rundir.CHECKPOINT_STATE,
+        rundir.CHECKPOINT_PRIVATE,
+        rundir.CHECKPOINT_WEIGHTS,
+        rundir.CHECKPOINT_BEST,
+    )
+} - {"README.md"}  # the model card's name is the Hub's convention, spelled by the model writers too
+RUN_DIRS = {*rundir.PUBLIC_DIRS, rundir.PRIVATE, rundir.AUDIT, rundir.TENSORBOARD, rundir.CHECKPOINTS}
+NAME_OWNERS = {"paczero/rundir.py", "paczero/transcript.py"}
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    nodes = [n for n in ast.walk(tree) if isinstance(n, ast.Module | ast.ClassDef | ast.FunctionDef)]
+    return {
+        id(n.body[0].value)
+        for n in nodes
+        if n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)
+    }
+
+
+def run_dir_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """(line, name) where a run-directory name is spelled in code: a file name as a string or its last path
+    part, a folder name as a path operand (``run_dir / "model"``), a ``private_dir`` argument or a path part.
+    Docstrings and prose (strings with spaces: messages, help texts) may name files and are not counted."""
+    docstrings = _docstrings(tree)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+            right = node.right
+            if isinstance(right, ast.Constant) and right.value in RUN_DIRS:
+                found.append((node.lineno, right.value))
+        elif isinstance(node, ast.Call) and getattr(node.func, "id", None) == "private_dir":
+            found += [(a.lineno, a.value) for a in node.args[1:] if isinstance(a, ast.Constant)]
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            if any(c.isspace() for c in node.value):  # prose (a message, a help text) may name a file
+                continue
+            parts = node.value.split("/")
+            if parts[-1] in RUN_FILES or (len(parts) > 1 and any(p in RUN_DIRS for p in parts[:-1])):
+                found.append((node.lineno, node.value))
+    return sorted(found)
+
+
+@pytest.mark.parametrize("path", sorted(SRC.rglob("*.py")), ids=lambda p: str(p.relative_to(SRC)))
+def test_run_directory_names_are_spelled_only_in_rundir(path):
+    if path.relative_to(SRC).as_posix() in NAME_OWNERS:
+        return
+    assert run_dir_names(ast.parse(path.read_text())) == []
+
+
+def test_the_name_check_catches_planted_run_directory_names():
+    planted = (
+        '"""Reads summary.json (a docstring may name it)."""\n'
+        'a = run_dir / "summary.json"\n'
+        'b = run_dir / "model" / name\n'
+        'c = f"{run_dir}/private/secret.json"\n'
+        'd = private_dir(run_dir, "audit")\n'
+        'e = {"model": cfg.model.name, "report": 1}\n'
+        'f = "see steps.jsonl for the per-step values, written to DIR/private/report"\n'
+    )
+    found = run_dir_names(ast.parse(planted))
+    assert [line for line, _ in found] == [2, 3, 4, 5]
+
+
+def public_definitions(tree: ast.Module) -> set[str]:
+    """The public functions and classes a module defines at its top level."""
+    return {
+        node.name
+        for node in tree.body
+        if isinstance(node, ast.FunctionDef | ast.ClassDef) and not node.name.startswith("_")
+    }
+
+
+CHECKPOINTER = {"Checkpointer", "CheckpointError", "Snapshot"}
+
+
+def test_checkpoint_py_holds_only_the_checkpointer():
+    assert public_definitions(ast.parse((SRC / "paczero" / "checkpoint.py").read_text())) == CHECKPOINTER
+
+
+def test_the_checkpointer_check_catches_a_planted_guard():
+    planted = ast.parse("class Checkpointer: ...\ndef check_run_dir(path): ...\ndef _load(path): ...\n")
+    assert public_definitions(planted) - CHECKPOINTER == {"check_run_dir"}

@@ -19,11 +19,14 @@ import torch
 from safetensors.torch import load_file
 
 import paczero.checkpoint as ckpt
+import paczero.interrupt as interrupt
 import paczero.outputs as outputs
 import paczero.resume as resume
 import paczero.trainer as trainer_mod
-from paczero.checkpoint import Checkpointer, CheckpointError, resume_config
+from paczero.checkpoint import Checkpointer, CheckpointError
 from paczero.config import load_config
+from paczero.resume import resume_config
+from paczero.rundir import CHECKPOINTS
 from paczero.trainer import Trainer
 from paczero.transcript import TranscriptWriter
 from paczero.zo import Directions
@@ -147,7 +150,7 @@ def test_saving_a_step_that_already_has_a_checkpoint_never_removes_it(tmp_path, 
     real_replace = os.replace
 
     def replace(src, dst):  # every rename into checkpoints/ fails, as if the process died there
-        if Path(dst).parent.name == ckpt.CHECKPOINTS:
+        if Path(dst).parent.name == CHECKPOINTS:
             raise Crash("checkpoint rename")
         return real_replace(src, dst)
 
@@ -206,8 +209,8 @@ def test_a_signal_saves_a_checkpoint_stops_cleanly_and_resumes_exactly(
     monkeypatch.setattr(TranscriptWriter, "append", append)
     trainer = Trainer(make_config(*overrides), run_dir)
     with (
-        pytest.raises(ckpt.Interrupted, match="after step 4; checkpoint saved") as stop,
-        ckpt.graceful_stop(trainer.checkpoints),
+        pytest.raises(interrupt.Interrupted, match="after step 4; checkpoint saved") as stop,
+        interrupt.graceful_stop(trainer.checkpoints),
     ):
         trainer.run()
     assert stop.value.signum == sig and stop.value.path.name == "step-000004"

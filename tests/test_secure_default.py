@@ -90,7 +90,7 @@ def test_an_insecure_run_says_so_before_training_and_everywhere_after(tmp_path, 
 
 
 def test_a_secure_run_resumes_after_a_crash(tmp_path, monkeypatch):
-    from paczero.checkpoint import resume_config
+    from paczero.resume import resume_config
     from paczero.transcript import TranscriptWriter
 
     run = tmp_path / "run"

@@ -12,6 +12,7 @@ guesses the secret with success p against a prior π must have KL(Bern(p) ‖ Be
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 from scipy.optimize import brentq
@@ -200,82 +201,116 @@ def binary_gaussian_sigma(q: float, beta: float, rel_tol: float = 1e-3) -> float
     Brackets log σ below σ_G (which always suffices; the root lies within [σ_G·1e-3, σ_G]) and refines by
     Illinois regula falsi; it only ever returns a σ whose computed leakage is at most β.
     """
-    q = _require_probability("q", q, open_interval=True)
-    beta = _require_nonnegative("beta", beta, allow_inf=False)
-    rel_tol = float(rel_tol)
-    if not 0.0 < rel_tol < 1.0:
-        raise ValueError(f"rel_tol must lie strictly between 0 and 1, got {rel_tol}")
-    if beta == 0.0:
-        raise ValueError("beta must be positive: zero leakage needs infinite noise")
-    entropy = binary_entropy(q)
-    if beta >= entropy:
-        raise ValueError(
-            f"beta = {beta} is at least h(q) = {entropy}: even a noiseless release leaks no more, "
-            "so there is nothing to calibrate"
-        )
-    floor = beta * (1.0 - rel_tol)
-    aim = beta * (1.0 - 0.5 * rel_tol)
-    aim_logit = math.log(aim) - math.log(entropy - aim)
+    target = _LeakageTarget.checked(q, beta, rel_tol)
+    bracket, mi_hi = _above_gaussian_bound(target, rel_tol)
+    if mi_hi >= target.floor:
+        return math.exp(bracket.hi)
+    found = _walk_down(target, bracket)
+    return math.exp(found if found is not None else _illinois(target, bracket))
 
-    def leakage(log_sigma: float) -> tuple[float, float]:
+
+@dataclass(frozen=True)
+class _LeakageTarget:
+    """σ calibration's aim: a leakage in [floor, beta], measured as a logit of I/h(q) around ``aim_logit``."""
+
+    q: float
+    beta: float
+    floor: float
+    entropy: float
+    aim_logit: float
+
+    @classmethod
+    def checked(cls, q: float, beta: float, rel_tol: float) -> _LeakageTarget:
+        q = _require_probability("q", q, open_interval=True)
+        beta = _require_nonnegative("beta", beta, allow_inf=False)
+        rel_tol = float(rel_tol)
+        if not 0.0 < rel_tol < 1.0:
+            raise ValueError(f"rel_tol must lie strictly between 0 and 1, got {rel_tol}")
+        if beta == 0.0:
+            raise ValueError("beta must be positive: zero leakage needs infinite noise")
+        entropy = binary_entropy(q)
+        if beta >= entropy:
+            raise ValueError(
+                f"beta = {beta} is at least h(q) = {entropy}: even a noiseless release leaks no more, "
+                "so there is nothing to calibrate"
+            )
+        aim = beta * (1.0 - 0.5 * rel_tol)
+        return cls(q, beta, beta * (1.0 - rel_tol), entropy, math.log(aim) - math.log(entropy - aim))
+
+    def leakage(self, log_sigma: float) -> tuple[float, float]:
         """(I, logit(I/h) − logit(aim/h)) at σ = e^log_sigma: near-linear in log σ at both ends."""
-        mi = binary_gaussian_mi(q, math.exp(log_sigma))
+        mi = binary_gaussian_mi(self.q, math.exp(log_sigma))
         if mi <= 0.0:
             return mi, -math.inf
-        if mi >= entropy:
+        if mi >= self.entropy:
             return mi, math.inf
-        return mi, math.log(mi) - math.log(entropy - mi) - aim_logit
+        return mi, math.log(mi) - math.log(self.entropy - mi) - self.aim_logit
 
-    hi = math.log(gaussian_sigma_bound(q, beta))
-    mi_hi, f_hi = leakage(hi)
-    lo, f_lo = math.nan, math.nan
+
+@dataclass
+class _Bracket:
+    """log σ bounds and their logit distances: ``lo`` leaks more than β (nan: none yet), ``hi`` at most β."""
+
+    lo: float
+    f_lo: float
+    hi: float
+    f_hi: float
+
+
+def _above_gaussian_bound(target: _LeakageTarget, rel_tol: float) -> tuple[_Bracket, float]:
+    """``hi`` = log σ_G, nudged up until it leaks at most β; returns the bracket and hi's leakage."""
+    bracket = _Bracket(math.nan, math.nan, math.log(gaussian_sigma_bound(target.q, target.beta)), math.nan)
+    mi_hi, bracket.f_hi = target.leakage(bracket.hi)
     for _ in range(64):
         # σ_G is exact to second order at q = 1/2, so rounding can put its leakage a hair above β: nudge up.
-        if mi_hi <= beta:
-            break
-        lo, f_lo = hi, f_hi
-        hi += 0.25 * rel_tol
-        mi_hi, f_hi = leakage(hi)
-    else:
-        raise RuntimeError(f"no σ above the Gaussian bound met beta = {beta} at q = {q}")
-    if mi_hi >= floor:
-        return math.exp(hi)
-    step = math.log(4.0)
-    while math.isnan(lo):  # walk down from σ_G (by 4×, within a few steps of σ_G·1e-3) until σ leaks too much
-        x = hi - step
-        mi, f = leakage(x)
-        if floor <= mi <= beta:
-            return math.exp(x)
-        if mi > beta:
-            lo, f_lo = x, f
-        elif x < hi - 60.0:
-            raise RuntimeError(f"no σ leaks more than beta = {beta} at q = {q}")
+        if mi_hi <= target.beta:
+            return bracket, mi_hi
+        bracket.lo, bracket.f_lo = bracket.hi, bracket.f_hi
+        bracket.hi += 0.25 * rel_tol
+        mi_hi, bracket.f_hi = target.leakage(bracket.hi)
+    raise RuntimeError(f"no σ above the Gaussian bound met beta = {target.beta} at q = {target.q}")
+
+
+def _walk_down(target: _LeakageTarget, bracket: _Bracket) -> float | None:
+    """Walk log σ down from ``hi`` (by 4×) until it leaks too much; a log σ in the band if one is met."""
+    while math.isnan(bracket.lo):  # within a few steps of σ_G·1e-3
+        x = bracket.hi - math.log(4.0)
+        mi, f = target.leakage(x)
+        if target.floor <= mi <= target.beta:
+            return x
+        if mi > target.beta:
+            bracket.lo, bracket.f_lo = x, f
+        elif x < bracket.hi - 60.0:
+            raise RuntimeError(f"no σ leaks more than beta = {target.beta} at q = {target.q}")
         else:
-            hi, f_hi = x, f
+            bracket.hi, bracket.f_hi = x, f
+    return None
+
+
+def _illinois(target: _LeakageTarget, b: _Bracket) -> float:
+    """Illinois regula falsi on the bracket; a log σ in the band, else the last ``hi`` (which leaks ≤ β)."""
     side = 0
     for _ in range(200):
-        if math.isfinite(f_lo) and math.isfinite(f_hi):
-            x = hi - f_hi * (hi - lo) / (f_hi - f_lo)
-        else:
-            x = 0.5 * (lo + hi)
-        if not lo < x < hi:
-            x = 0.5 * (lo + hi)
-        mi, f = leakage(x)
-        if floor <= mi <= beta:
-            return math.exp(x)
-        if mi > beta:
-            lo, f_lo = x, f
-            if side == -1:  # Illinois: halve the stale endpoint's value so both ends of the bracket move
-                f_hi *= 0.5
+        finite = math.isfinite(b.f_lo) and math.isfinite(b.f_hi)
+        x = b.hi - b.f_hi * (b.hi - b.lo) / (b.f_hi - b.f_lo) if finite else math.nan
+        if not b.lo < x < b.hi:  # outside the bracket, or no secant (nan): bisect
+            x = 0.5 * (b.lo + b.hi)
+        mi, f = target.leakage(x)
+        if target.floor <= mi <= target.beta:
+            return x
+        if mi > target.beta:
+            b.lo, b.f_lo = x, f
+            if side == -1:  # halve the stale endpoint's value so both ends of the bracket move
+                b.f_hi *= 0.5
             side = -1
         else:
-            hi, f_hi = x, f
+            b.hi, b.f_hi = x, f
             if side == 1:
-                f_lo *= 0.5
+                b.f_lo *= 0.5
             side = 1
-        if hi - lo <= 4.0 * math.ulp(abs(hi) + 1.0):
+        if b.hi - b.lo <= 4.0 * math.ulp(abs(b.hi) + 1.0):
             break
-    return math.exp(hi)  # every hi leaks at most beta, so this is safe even if the band was never hit
+    return b.hi
 
 
 def bsc_mi(q: float, rho: float) -> float:

@@ -47,25 +47,27 @@ def train(args: argparse.Namespace) -> int:
 
 def _train_in(out: Path, args: argparse.Namespace, main_process: bool) -> int:
     """``train`` once the run directory is this process's."""
-    from paczero import checkpoint
     from paczero.config import load_config
     from paczero.distributed import shutdown
+    from paczero.interrupt import Interrupted, graceful_stop
     from paczero.report.console import train_report
+    from paczero.resume import resume_config
+    from paczero.rundir import check_run_dir, clear_run_dir
     from paczero.trainer import Trainer
 
     if main_process:
-        checkpoint.check_run_dir(out, resume=args.resume is not None, overwrite=args.overwrite)
+        check_run_dir(out, resume=args.resume is not None, overwrite=args.overwrite)
     if args.resume is not None:
-        cfg = checkpoint.resume_config(out, args.config, args.set)
+        cfg = resume_config(out, args.config, args.set)
     else:
         cfg = load_config(args.config, args.set)
     trainer = Trainer(cfg, out, resume=args.resume is not None)  # setup (data, model) before touching out
     if args.overwrite and args.resume is None and main_process:
-        checkpoint.clear_run_dir(out)
+        clear_run_dir(out)
     try:
-        with checkpoint.graceful_stop(trainer.checkpoints):
+        with graceful_stop(trainer.checkpoints):
             summary = trainer.run()
-    except checkpoint.Interrupted as stop:
+    except Interrupted as stop:
         print(f"paczero: {stop}; continue with: paczero train --resume {out}", file=sys.stderr)
         return 128 + stop.signum
     shutdown(trainer.dist)
@@ -85,14 +87,14 @@ def _train_in(out: Path, args: argparse.Namespace, main_process: bool) -> int:
 def evaluate(args: argparse.Namespace) -> int:
     from paczero.config import load_config
     from paczero.evaluate import evaluate_base, evaluate_run, evaluation_config
-    from paczero.rundir import hold_run_dir
+    from paczero.rundir import MODEL, hold_run_dir
 
     if (args.run is None) == (args.config is None):
         raise UsageError("eval needs one of --run RUN_DIR (a trained model) or --config CFG (a base model)")
     if args.run is not None:  # --model: another folder with this run's model, e.g. a merged export
         with hold_run_dir(args.run, "eval"):
             cfg = evaluation_config(args.run, args.set)  # J unneeded
-            results = evaluate_run(cfg, args.model or Path(args.run) / "model", args.split)
+            results = evaluate_run(cfg, args.model or Path(args.run) / MODEL, args.split)
     else:
         model = [f"model.name={args.model}"] if args.model is not None else []
         results = evaluate_base(load_config(args.config, [*args.set, *model]), args.split)
@@ -101,9 +103,8 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def replay(args: argparse.Namespace) -> int:
-    from paczero.checkpoint import check_run_dir
     from paczero.models.loaders import save_model
-    from paczero.rundir import RunDirError
+    from paczero.rundir import MODEL, RunDirError, check_run_dir
     from paczero.transcript import replay as replay_transcript
 
     out = Path(args.output_dir)
@@ -111,12 +112,12 @@ def replay(args: argparse.Namespace) -> int:
         raise RunDirError(f"replay output {out} exists and is not an empty directory")
     check_run_dir(args.run, resume=True)  # a run directory (or export bundle) with its config
     loaded, result = replay_transcript(args.run, args.base, args.step)
-    save_model(loaded, out / "model")
+    save_model(loaded, out / MODEL)
     record = {"transcript": str(args.run), **vars(result)}
     (out / "replay.json").write_text(json.dumps(record, indent=2))
     print(
         f"replayed {result.steps} of {result.records} steps (transcript head {result.head[:16]}…) "
-        f"from θ_0 without a forward pass; model written to {out / 'model'}"
+        f"from θ_0 without a forward pass; model written to {out / MODEL}"
     )
     return 0
 

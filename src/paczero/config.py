@@ -149,14 +149,14 @@ class RunConfig:
             f"(M/2 = {self.privacy.subsets // 2}): fewer examples than that leave candidate subsets empty "
             "or nearly so",
         )
+        _require(
+            mech.max_directions is None or self.train.directions <= mech.max_directions,
+            f"{name} uses K = {mech.max_directions} direction(s); set train.directions or use dp-aggzo",
+        )
         if mech.guarantee.is_dp:
             _require(
                 self.train.clip is not None and self.train.clip > 0,
                 f"{name} needs train.clip > 0: C bounds each example's contribution (the DP sensitivity)",
-            )
-            _require(
-                mech.max_directions is None or self.train.directions <= mech.max_directions,
-                f"{name} uses K = {mech.max_directions} direction(s); set train.directions or use dp-aggzo",
             )
             _require(
                 self.train.batch_size is None,

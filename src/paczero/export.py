@@ -20,8 +20,19 @@ from pathlib import Path
 
 from paczero.config import RunConfig
 from paczero.report.card import model_card
-from paczero.rundir import INSECURE_NOTE, LOCK, RunDirError, is_public, public_run_config
-from paczero.transcript import HEAD, TRANSCRIPT, read_transcript
+from paczero.rundir import (
+    HEAD,
+    INSECURE_NOTE,
+    LOCK,
+    MODEL,
+    STATEMENT,
+    SUMMARY,
+    TRANSCRIPT,
+    RunDirError,
+    is_public,
+    public_run_config,
+)
+from paczero.transcript import read_transcript
 
 MANIFEST = "MANIFEST.json"
 NOT_PRIVATE = "NOT-PRIVATE.txt"
@@ -48,14 +59,14 @@ def _reason_to_skip(rel: str, path: Path, transcript_only: bool) -> str | None:
         return "symbolic link"
     if not is_public(rel):
         return "not a public output (private area, checkpoints or unknown file)"
-    if transcript_only and rel.startswith("model/"):
+    if transcript_only and rel.startswith(f"{MODEL}/"):
         return "model left out (--transcript-only): replay rebuilds it from the transcript"
     return None
 
 
 def _check_exportable(run_dir: Path, output: Path, allow_insecure: bool) -> RunConfig:
     """The run's public config, once the run is finished, its transcript verified and ``output`` usable."""
-    for needed in ("summary.json", "privacy.md", TRANSCRIPT, HEAD):
+    for needed in (SUMMARY, STATEMENT, TRANSCRIPT, HEAD):
         if not (run_dir / needed).is_file():
             raise FileNotFoundError(f"{run_dir} is not a finished run: no {needed}")
     cfg = public_run_config(run_dir)
@@ -77,8 +88,8 @@ def _write_merged(run_dir: Path, cfg: RunConfig, model_dir: Path) -> None:
     """The run's selected LoRA model with the adapter merged into the base weights, and its card."""
     from paczero.models.loaders import load_finetuned, save_merged
 
-    save_merged(load_finetuned(cfg.model, run_dir / "model"), model_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
+    save_merged(load_finetuned(cfg.model, run_dir / MODEL), model_dir)
+    summary = json.loads((run_dir / SUMMARY).read_text())
     (model_dir / "README.md").write_text(model_card(summary, merged=True))
 
 
@@ -105,7 +116,7 @@ def export_run(
         if path.is_dir() and not path.is_symlink():
             continue
         reason = _reason_to_skip(rel, path, transcript_only)
-        if reason is None and merge and rel.startswith("model/"):
+        if reason is None and merge and rel.startswith(f"{MODEL}/"):
             reason = "adapter replaced by the merged model (--merge)"
         if reason is not None:
             skipped[rel] = reason
@@ -114,7 +125,7 @@ def export_run(
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
     if merge:
-        _write_merged(run_dir, cfg, output / "model")
+        _write_merged(run_dir, cfg, output / MODEL)
     if not cfg.private:
         (output / NOT_PRIVATE).write_text(INSECURE_NOTE + "\n")
     files = {}

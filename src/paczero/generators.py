@@ -1,9 +1,10 @@
 """The run's public generators and their first draws: directions, then data (candidate subsets first, then
-public minibatches). Audits rebuild the candidate subsets from here exactly as the trainer drew them."""
+public minibatches). Audits rebuild the candidate subsets from here exactly as the trainer drew them. Also
+the saving and restoring of generators' states, which checkpoints and resume use."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,3 +54,16 @@ def public_minibatch(data_rng: np.random.Generator, subsets: CandidateSubsets, s
         f"no public minibatch of {size} examples met every one of the {subsets.m} candidate subsets "
         f"in {MAX_MINIBATCH_DRAWS} draws: use fewer subsets or a larger train.batch_size"
     )
+
+
+def generator_states(gens: dict[str, np.random.Generator]) -> dict[str, Any]:
+    """Each generator's state by name (JSON-ready)."""
+    return {name: rng.bit_generator.state for name, rng in gens.items()}
+
+
+def load_generator_states(gens: dict[str, np.random.Generator], states: dict[str, Any]) -> None:
+    """Set each generator of ``gens`` to its saved state; refuse states saved for other generators."""
+    if not set(gens) <= set(states):
+        raise ValueError(f"the saved generators {sorted(states)} are not this run's {sorted(gens)}")
+    for name, rng in gens.items():
+        rng.bit_generator.state = states[name]

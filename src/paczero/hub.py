@@ -6,8 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from paczero.export import MANIFEST
+from paczero.rundir import MODEL
 
-MODEL = "model"
 RELEASE = "release"
 
 

@@ -20,8 +20,13 @@ from paczero.models.loaders import LoadedModel, save_model
 from paczero.privacy.ledger import Guarantee
 from paczero.report.card import model_card, privacy_context, privacy_statement
 from paczero.rundir import (
+    CONFIG,
     INSECURE_NOTE,
+    MODEL,
+    MODEL_CARD,
     STATE,
+    STATEMENT,
+    SUMMARY,
     append_private_line,
     atomic_write,
     private_dir,
@@ -48,9 +53,7 @@ class RunOutputs:
         config, an empty transcript and the trackers. The one writer that reads J."""
         self.run_dir.mkdir(parents=True, exist_ok=True)
         write_secret(self.run_dir, secret.reveal(), secret.m, entropy, self.cfg.privacy.secure)
-        atomic_write(
-            self.run_dir / "config.yaml", yaml.safe_dump(self.cfg.to_dict(), sort_keys=False).encode()
-        )
+        atomic_write(self.run_dir / CONFIG, yaml.safe_dump(self.cfg.to_dict(), sort_keys=False).encode())
         self.reopen([])
 
     def reopen(self, released: list[str]) -> None:
@@ -65,9 +68,9 @@ class RunOutputs:
         """The transcript lines written so far (what a checkpoint holds)."""
         return self.transcript.lines if self.transcript is not None else []
 
-    def append(self, record: StepRecord, private_state: dict[str, Any]) -> None:
-        """Record a released step: its private state first, then the public line (both fsynced)."""
-        append_private_line(self.run_dir / STATE, {"step": record.step, **private_state})
+    def append(self, record: StepRecord, step_state: dict[str, Any]) -> None:
+        """Record a released step: its private state first (resume's), then the public line (both fsynced)."""
+        append_private_line(self.run_dir / STATE, {"step": record.step, **step_state})
         self.transcript.append(asdict(record))  # hash-chained, fsynced
         self.trackers.log_step(record)
 
@@ -84,12 +87,12 @@ class RunOutputs:
 
     def finish(self, loaded: LoadedModel, summary: dict[str, Any], timing: dict[str, Any]) -> None:
         """The selected model with its card, the summary and the privacy statement; timing privately."""
-        with writing(self.run_dir / "model"):
-            save_model(loaded, self.run_dir / "model")
-        atomic_write(self.run_dir / "model" / "README.md", model_card(summary).encode())
+        with writing(self.run_dir / MODEL):
+            save_model(loaded, self.run_dir / MODEL)
+        atomic_write(self.run_dir / MODEL_CARD, model_card(summary).encode())
         self.trackers.close()
-        atomic_write(self.run_dir / "summary.json", json.dumps(summary, indent=2).encode())
-        atomic_write(self.run_dir / "privacy.md", privacy_statement(summary).encode())
+        atomic_write(self.run_dir / SUMMARY, json.dumps(summary, indent=2).encode())
+        atomic_write(self.run_dir / STATEMENT, privacy_statement(summary).encode())
         write_timing(self.run_dir, timing["wall_time_s"], timing["step_seconds"])
 
 

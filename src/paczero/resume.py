@@ -1,85 +1,137 @@
-"""Resume: load the newest checkpoint into a trainer, then re-apply the steps released after it.
+"""Resume: where a stopped run continues, and which config it may continue under.
 
-A released step is never computed again: its update is replayed from ``steps.jsonl`` (no forward pass) and
-the generators and ledger are set to the private state saved with the last released step, so the next step
-draws exactly what an uninterrupted run would have. A step that was computed but whose line was never
-written was never released, so it is simply computed afresh.
+A released step is never computed again: the steps released after the newest checkpoint are re-applied from
+their released values in ``steps.jsonl`` (no forward pass), and the generators and ledger are set to the
+private state saved with the last released step, so the next step draws exactly what an uninterrupted run
+would have. A step that was computed but whose line was never written was never released, so it is simply
+computed afresh. This module reads the run directory; the trainer applies what it returns.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from paczero.checkpoint import CheckpointError, private_state_at, released_lines
-from paczero.models.loaders import load_trainable_state, trainable_state
-from paczero.transcript import StepRecord
+from paczero.checkpoint import Checkpointer, CheckpointError, Snapshot
+from paczero.config import RunConfig, apply_override, build_config, load_yaml_tree
+from paczero.rundir import (
+    CONFIG,
+    STATE,
+    TRANSCRIPT,
+    check_run_dir,
+    public_run_config,
+    read_private_lines,
+    read_secret,
+    write_private,
+)
+from paczero.transcript import StepRecord, bound_config
 
-if TYPE_CHECKING:
-    from paczero.trainer import Trainer
-
-# (dev history, best, lines released after the checkpoint, private state saved with the last of them)
-Restored = tuple[list[dict], Any, list[str], dict[str, Any] | None]
-
-
-def restore(trainer: Trainer) -> tuple[list[dict[str, Any]], Any] | None:
-    """On --resume: (dev history, best) with every released step re-applied; None when not resuming."""
-    checkpoints = trainer.checkpoints
-    restored = _load_checkpoint(trainer) if checkpoints is not None and checkpoints.resume else None
-    if trainer.dist.active:
-        restored = _sync_from_main(trainer, restored)
-    if restored is None:
-        return None
-    history, best, pending, state = restored
-    for line in pending:
-        record = StepRecord.from_line(line)
-        trainer.replay(record)
-        trainer.records.append(record)
-        best = trainer.after_release(record, history, best)
-    if pending:
-        trainer.load_private_state(state)
-    return history, best
+RESUMABLE_KEYS = ("train.progress", "train.checkpoint_every", "train.report_to")
 
 
-def _load_checkpoint(trainer: Trainer) -> Restored | None:
-    """The newest checkpoint loaded into ``trainer``; None when there is none (the run starts afresh)."""
-    snapshot = trainer.checkpoints.load()
+@dataclass
+class ResumePoint:
+    """Where a resumed run continues: the newest checkpoint, and the steps released after it."""
+
+    run_dir: Path
+    snapshot: Snapshot
+    released: list[str]  # every released line of steps.jsonl: the checkpoint's first, then ``pending``
+    pending: list[StepRecord]  # released after the checkpoint: re-applied, never computed again
+    step_state: dict[str, Any] | None  # the private state saved with the last of ``pending`` (None if none)
+
+
+def resume_point(checkpoints: Checkpointer) -> ResumePoint | None:
+    """The newest checkpoint and the steps released after it; None when there is none (a fresh start)."""
+    snapshot = checkpoints.load()
     if snapshot is None:
         return None
-    state, run_dir = snapshot.state, trainer.checkpoints.run_dir
-    try:
-        load_trainable_state(trainer.loaded, snapshot.weights)
-        trainer.load_state_dict(state, snapshot.private)
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"the newest checkpoint in {run_dir} does not fit this run: {err}") from None
-    if len(trainer.records) != snapshot.step:
+    run_dir = checkpoints.run_dir
+    checkpointed = snapshot.state.get("transcript")
+    if not isinstance(checkpointed, list) or len(checkpointed) != snapshot.step:
         raise CheckpointError(f"the newest checkpoint in {run_dir} is inconsistent: step {snapshot.step}")
-    released = released_lines(run_dir, state["transcript"])
-    pending = released[snapshot.step :]
-    last_state = private_state_at(run_dir, len(released)) if pending else None
-    trainer.outputs.reopen(released)
-    best_weights = trainable_state(trainer.loaded) if snapshot.best is None else snapshot.best
-    return state["history"], (state["best"]["key"], state["best"]["step"], best_weights), pending, last_state
+    released = released_lines(run_dir, checkpointed)
+    pending = [StepRecord.from_line(line) for line in released[snapshot.step :]]
+    step_state = private_state_at(run_dir, len(released)) if pending else None
+    return ResumePoint(run_dir, snapshot, released, pending, step_state)
 
 
-def _sync_from_main(trainer: Trainer, restored: Restored | None) -> Restored | None:
-    """Rank 0 read the checkpoint; every other rank takes the same state from it (weights, generators,
-    ledger, records), so a run resumes under any number of ranks."""
-    from paczero.distributed import broadcast_object
+def released_lines(run_dir: Path, checkpointed: list[str]) -> list[str]:
+    """Every complete line of ``steps.jsonl``; those a checkpoint holds must be its first lines.
 
-    payload = None
-    if trainer.dist.is_main and restored is not None:
-        payload = {
-            "restored": restored,
-            "weights": trainable_state(trainer.loaded),
-            "state": trainer.state_dict(),
-            "private": trainer.private_state_dict(),
-        }
-    payload = broadcast_object(payload, trainer.dist)
-    if payload is None or trainer.dist.is_main:
-        return restored
-    load_trainable_state(trainer.loaded, payload["weights"])
-    trainer.load_state_dict(payload["state"], payload["private"])
-    return payload["restored"]
+    On resume, the lines after the checkpoint's are re-applied from their released values, never computed
+    again; a torn last line was never released.
+    """
+    path = run_dir / TRANSCRIPT
+    raw = path.read_text() if path.is_file() else ""
+    lines = raw[: raw.rfind("\n") + 1].splitlines()
+    if lines[: len(checkpointed)] != checkpointed:
+        raise CheckpointError(
+            f"cannot resume {run_dir}: {TRANSCRIPT} does not begin with the "
+            f"{len(checkpointed)} lines of the newest checkpoint"
+        )
+    return lines
 
 
-__all__ = ["restore"]
+def private_state_at(run_dir: Path, step: int) -> dict[str, Any]:
+    """The private state saved with released step ``step``; later lines (never released) are dropped."""
+    path = run_dir / STATE
+    lines = [line for line in read_private_lines(path) if line["step"] <= step]
+    if not lines or lines[-1]["step"] != step:
+        raise CheckpointError(f"cannot resume {run_dir}: {STATE} has no state for released step {step}")
+    write_private(path, "".join(json.dumps(line) + "\n" for line in lines))
+    return lines[-1]
+
+
+def resume_config(run_dir: str | Path, config: str | Path | None, overrides: list[str]) -> RunConfig:
+    """The config to resume a run with: its ``config.yaml`` plus J and the privacy seed from the secret file.
+
+    Overrides may only change keys that alter neither the transcript nor the accounting (RESUMABLE_KEYS); a
+    ``config`` file, when given, must describe the same run.
+    """
+    run_dir = Path(run_dir)
+    check_run_dir(run_dir, resume=True)
+    tree = load_yaml_tree(run_dir / CONFIG)
+    saved = bound_config(public_run_config(run_dir).to_dict())
+    if config is not None:
+        tree = load_yaml_tree(config)
+    for assignment in overrides:
+        apply_override(tree, assignment)
+    try:
+        secret = read_secret(run_dir)
+    except (FileNotFoundError, ValueError) as err:
+        raise CheckpointError(f"cannot resume: {err}") from None
+    privacy = tree.setdefault("privacy", {})
+    privacy.update(secret_index=secret["secret_index"], seed=None if secret["secure"] else secret["entropy"])
+    cfg = build_config(tree)
+    refuse_changes(saved, bound_config(cfg.to_dict()))
+    return cfg
+
+
+def refuse_changes(saved: dict[str, Any], new: dict[str, Any]) -> None:
+    """CheckpointError unless the bound config ``new`` equals the ``saved`` one a run was accounted under."""
+    changed = [
+        f"{section}.{key} ({value!r} -> {new.get(section, {}).get(key)!r})"
+        for section, values in saved.items()
+        for key, value in values.items()
+        if new.get(section, {}).get(key) != value
+    ]
+    if changed:
+        raise CheckpointError(
+            "resume refused: the config differs from the run being resumed at "
+            + ", ".join(changed)
+            + "; the steps already released were accounted under the original config "
+            f"(only {', '.join(RESUMABLE_KEYS)} may change on resume)"
+        )
+
+
+__all__ = [
+    "RESUMABLE_KEYS",
+    "ResumePoint",
+    "private_state_at",
+    "refuse_changes",
+    "released_lines",
+    "resume_config",
+    "resume_point",
+]

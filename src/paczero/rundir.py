@@ -1,15 +1,29 @@
 """A run directory's two sides: the public outputs a user may publish, and the private area that never leaves.
 
-Public (``paczero export`` ships these and nothing else): ``config.yaml`` (secret fields redacted),
-``steps.jsonl`` and ``transcript.json`` (the released transcript), ``summary.json``, ``privacy.md``,
-``model/`` and ``report/``. Each is a function of public inputs and released values only.
+Every name in a run directory is spelled here, once; other modules import these constants. The tree::
 
-Private (``private/``, mode 0700, files 0600): ``secret.json`` (the secret index J and the privacy entropy),
-``state.jsonl`` (per released step: the generator and ledger state that resume needs, and the step's
-wall-clock), ``run.json`` (timings and host facts), ``audit/`` (membership attacks scored against the ground
-truth), the trackers' folders (``tensorboard/``, ``wandb/``, ``mlflow/``) and ``report/`` (a report that
-includes private results). ``checkpoints/`` holds the full state for resume; its ``privacy.json`` predicts
-the coins and noise, and export never ships it either.
+    RUN_DIR/
+      config.yaml        public: the run's config, secret fields redacted
+      steps.jsonl        public: the released transcript, one hash-chained line per step (paczero.transcript)
+      transcript.json    public: the transcript's head (hash of the last line)
+      summary.json       public: results and the privacy accounting
+      privacy.md         public: the privacy statement
+      model/             public: the selected weights and the model card (README.md)
+      report/            public: the report (paczero report)
+      private/           mode 0700, files 0600; never exported
+        secret.json      the secret index J and the privacy entropy
+        state.jsonl      per released step: every generator's and the ledger's state (resume), the wall-clock
+        run.json         timings and host facts
+        audit/mia.json   membership attacks scored against the ground truth (and mia.md, in words)
+        tensorboard/     the TensorBoard log (train.report_to); wandb/ and mlflow/ likewise
+        report/          a report that includes private results
+      checkpoints/       the full state for resume; never exported
+        step-NNNNNN/     state.json (public state), privacy.json (0600: the privacy generators, which
+                         predict the coins and noise), weights.safetensors, best.safetensors
+      .lock              held by the one command using the directory; never exported
+
+Public (``paczero export`` ships these and nothing else) is a function of public inputs and released values
+only.
 """
 
 from __future__ import annotations
@@ -20,6 +34,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import socket
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
@@ -31,12 +46,28 @@ from safetensors import SafetensorError
 if TYPE_CHECKING:
     from paczero.config import RunConfig
 
+CONFIG = "config.yaml"
+TRANSCRIPT = "steps.jsonl"
+HEAD = "transcript.json"
+SUMMARY = "summary.json"
+STATEMENT = "privacy.md"
+MODEL = "model"
+MODEL_CARD = f"{MODEL}/README.md"
+REPORT = "report"
 PRIVATE = "private"
 SECRET = f"{PRIVATE}/secret.json"
 STATE = f"{PRIVATE}/state.jsonl"
 TIMING = f"{PRIVATE}/run.json"
-PUBLIC_FILES = ("config.yaml", "steps.jsonl", "transcript.json", "summary.json", "privacy.md")
-PUBLIC_DIRS = ("model", "report")
+AUDIT = "audit"  # below private/
+MIA = f"{PRIVATE}/{AUDIT}/mia.json"
+MIA_NOTES = f"{PRIVATE}/{AUDIT}/mia.md"
+TENSORBOARD = "tensorboard"  # below private/
+CHECKPOINTS = "checkpoints"
+CHECKPOINT_STATE, CHECKPOINT_PRIVATE = "state.json", "privacy.json"  # in each checkpoints/step-NNNNNN/
+CHECKPOINT_WEIGHTS, CHECKPOINT_BEST = "weights.safetensors", "best.safetensors"
+PUBLIC_FILES = (CONFIG, TRANSCRIPT, HEAD, SUMMARY, STATEMENT)
+PUBLIC_DIRS = (MODEL, REPORT)
+RUN_MARKERS = (CONFIG, TRANSCRIPT, SUMMARY, PRIVATE, CHECKPOINTS)  # any of these: the directory holds a run
 LOCK = ".lock"  # hidden and run-internal: export never ships it; it exists only while a command holds it
 PRIVATE_DIR_MODE, PRIVATE_FILE_MODE = 0o700, 0o600
 INSECURE_NOTE = (
@@ -56,6 +87,36 @@ class RunDirLocked(RunDirError):
 
 class RunWriteError(OSError):
     """A file of a run directory could not be written (full disk, no permission, read-only file system)."""
+
+
+def check_run_dir(path: str | Path, *, resume: bool = False, overwrite: bool = False) -> None:
+    """Refuse to start a run in a directory that holds another run, unless resuming or overwriting it."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise RunDirError(f"output directory {path} is a file")
+    found = [name for name in RUN_MARKERS if (path / name).exists()]
+    if resume:
+        if not (path / CONFIG).is_file():
+            raise RunDirError(f"nothing to resume: {path} holds no run (no {CONFIG})")
+    elif found and not overwrite:
+        raise RunDirError(
+            f"{path} already holds a run ({', '.join(found)}); continue it with --resume {path} "
+            "or replace it with --overwrite"
+        )
+
+
+def clear_run_dir(path: str | Path) -> None:
+    """Empty a directory that holds a run (``--overwrite``, called once the new run's setup has passed)."""
+    path = Path(path)
+    if not path.is_dir() or not any((path / name).exists() for name in RUN_MARKERS):
+        return
+    for entry in path.iterdir():
+        if entry.name == LOCK:  # the lock this command holds: removing it would let a second writer in
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def is_public(rel: str) -> bool:
@@ -125,7 +186,8 @@ def read_private_lines(path: Path) -> list[dict[str, Any]]:
 def write_secret(run_dir: Path, secret_index: int, subsets: int, entropy: int, secure: bool) -> None:
     """J and the privacy entropy, alone in the private area: kept for resume and for audits (ground truth)."""
     record = {"secret_index": secret_index, "subsets": subsets, "entropy": str(entropy), "secure": secure}
-    write_private(private_dir(run_dir) / "secret.json", json.dumps(record))
+    private_dir(run_dir)
+    write_private(Path(run_dir) / SECRET, json.dumps(record))
 
 
 def read_secret(run_dir: str | Path) -> dict[str, Any]:
@@ -152,7 +214,8 @@ def write_timing(run_dir: Path, wall_time_s: float, step_seconds: list[float]) -
         "seconds_per_step": sum(step_seconds) / len(step_seconds) if step_seconds else None,
         "host": {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()},
     }
-    write_private(private_dir(run_dir) / "run.json", json.dumps(record, indent=2))
+    private_dir(run_dir)
+    write_private(Path(run_dir) / TIMING, json.dumps(record, indent=2))
 
 
 def read_timing(run_dir: str | Path) -> dict[str, Any]:
@@ -165,7 +228,7 @@ def public_run_config(run_dir: str | Path, overrides: Iterable[str] = ()) -> Run
     """A run's config from its ``config.yaml`` with the secret fields unset (eval, replay, audit, export)."""
     from paczero.config import apply_override, build_config, load_yaml_tree
 
-    tree = load_yaml_tree(Path(run_dir) / "config.yaml")
+    tree = load_yaml_tree(Path(run_dir) / CONFIG)
     for assignment in overrides:
         apply_override(tree, assignment)
     privacy = tree.setdefault("privacy", {})
@@ -195,9 +258,9 @@ def writing(path: Path) -> Iterator[None]:
 def write_failure(err: OSError, run_dir: Path) -> str:
     """One line for a run that could not write: what failed, what is kept, and how to continue."""
     what = f"could not write {err.filename}: {err.strerror}"
-    if not (run_dir / "config.yaml").is_file():
+    if not (run_dir / CONFIG).is_file():
         return f"{what}; nothing was released; once it can be written, run the same command with --overwrite"
-    transcript = run_dir / "steps.jsonl"
+    transcript = run_dir / TRANSCRIPT
     released = transcript.read_bytes().count(b"\n") if transcript.is_file() else 0
     return (
         f"{what}; every released step is kept ({released} in {transcript}); once it can be written (free "

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 
 from paczero.config import ConfigError, load_config
+from paczero.rundir import SUMMARY
 
 
 @dataclass
@@ -111,7 +112,7 @@ def emit_commands(sweep: Sweep, output_dir: str | Path, skip_finished: bool = Tr
     commands = []
     for cell in sweep.cells():
         run_dir = out / cell_name(cell)
-        if skip_finished and (run_dir / "summary.json").is_file():
+        if skip_finished and (run_dir / SUMMARY).is_file():
             continue
         sets = " ".join(f"--set {shlex.quote(o)}" for o in sweep.overrides(cell))
         config = shlex.quote(str(sweep.config_path(cell)))
@@ -128,7 +129,7 @@ def run_sweep(sweep: Sweep, output_dir: str | Path) -> list[Path]:
     for cell in sweep.cells():
         run_dir = out / cell_name(cell)
         dirs.append(run_dir)
-        if (run_dir / "summary.json").is_file():
+        if (run_dir / SUMMARY).is_file():
             print(f"skip (finished): {run_dir.name}")
             continue
         print(f"run: {run_dir.name}")
@@ -151,7 +152,7 @@ def aggregate(sweep: Sweep, output_dir: str | Path) -> tuple[str, list[dict[str,
     out = Path(output_dir)
     groups: dict[tuple[Any, Any], list[float]] = {}
     for cell in sweep.cells():
-        path = out / cell_name(cell) / "summary.json"
+        path = out / cell_name(cell) / SUMMARY
         if not path.is_file():
             continue
         value = _lookup(json.loads(path.read_text()), layout.metric)

@@ -20,25 +20,28 @@ import torch
 from tqdm.auto import tqdm
 
 from paczero.autobatch import resolve_micro_batch_size
-from paczero.checkpoint import (
-    Checkpointer,
-    Snapshot,
-    refuse_changes,
-)
+from paczero.checkpoint import Checkpointer, CheckpointError, Snapshot
 from paczero.config import RunConfig
 from paczero.distributed import assemble, broadcast_object, init_from_env, per_rank_device
-from paczero.generators import data_generator, direction_generator, public_minibatch, public_subsets
+from paczero.generators import (
+    data_generator,
+    direction_generator,
+    generator_states,
+    load_generator_states,
+    public_minibatch,
+    public_subsets,
+)
 from paczero.mechanisms import Mechanism, StepEstimates, get_mechanism
 from paczero.models.loaders import LoadedModel, load_model, load_trainable_state, trainable_state
 from paczero.models.trunk import forward_model as trunk_forward_model
 from paczero.outputs import RunOutputs, public_summary
 from paczero.privacy.ledger import BudgetExhausted, Ledger
-from paczero.resume import restore
+from paczero.resume import ResumePoint, refuse_changes, resume_point
 from paczero.rundir import INSECURE_NOTE, hold_run_dir
+from paczero.selection import DevSelection
 from paczero.subsets import CandidateSubsets, Secret, draw_secret, privacy_entropy, privacy_generators
-from paczero.tasks.classification import PreparedSet
 from paczero.tasks.data import Splits
-from paczero.tasks.registry import Objective, build_objective, load_splits
+from paczero.tasks.registry import Objective, Prepared, build_objective, load_splits
 from paczero.transcript import StepRecord, bound_config
 from paczero.zo import Directions, Estimate, StepWalk, replay_step, two_point_estimate
 
@@ -92,7 +95,7 @@ class Trainer:
             known = ", ".join(f"dev_{m}" for m in ("loss", *self.objective.metrics))
             raise ValueError(f"train.select_by={cfg.train.select_by!r}: task {cfg.task.name} offers {known}")
         device = self.pool_device = self.loaded.device
-        self.pool: PreparedSet = self.objective.prepare(self.splits.pool, device)
+        self.pool: Prepared = self.objective.prepare(self.splits.pool, device)
         self.dev = self.objective.prepare(self.splits.dev, device) if self.splits.dev else None
         self.test = self.objective.prepare(self.splits.test, device) if self.splits.test else None
         self.directions = Directions([p for _, p in self.loaded.trainable])
@@ -115,7 +118,7 @@ class Trainer:
         """The configured mechanism's registered class (its step size drives training and replay alike)."""
         return get_mechanism(self.cfg.privacy.mechanism)
 
-    def step_batch(self) -> tuple[np.ndarray | None, PreparedSet]:
+    def step_batch(self) -> tuple[np.ndarray | None, Prepared]:
         """The pool rows this step uses (None = all) and their prepared batch.
 
         A public minibatch (``train.batch_size``) is drawn from the data generator, never from anything
@@ -164,7 +167,7 @@ class Trainer:
             nonfinite=sum(est.n_nonfinite for est in estimates) if public else None,
         )
 
-    def _estimate(self, walk: StepWalk, seed: int, rows: np.ndarray | None, batch: PreparedSet) -> Estimate:
+    def _estimate(self, walk: StepWalk, seed: int, rows: np.ndarray | None, batch: Prepared) -> Estimate:
         """Per-example losses at θ+εz and θ−εz over the batch (an empty Poisson batch has none)."""
 
         def losses() -> torch.Tensor:
@@ -182,7 +185,7 @@ class Trainer:
         step_size = self.mechanism_class.step_size(record.lr, len(record.seeds))
         replay_step(self.directions, self.cfg.train.zo_eps, record.seeds, record.update, step_size)
 
-    def evaluate(self, data: PreparedSet | None) -> dict[str, float] | None:
+    def evaluate(self, data: Prepared | None) -> dict[str, float] | None:
         """Dev/test metrics: means of per-example values (computed on this rank's shard, then assembled)."""
         if data is None:
             return None
@@ -200,9 +203,7 @@ class Trainer:
         return assemble(out, rows, self.dist)
 
     def run(self) -> dict[str, Any]:
-        """Train, select the best dev state, evaluate on test, write outputs; returns the (public) summary.
-
-        The run directory stays locked meanwhile: a second writer is refused (RunDirLocked)."""
+        """Train, select the best dev state, test, write outputs (the run directory locked); the summary."""
         if self.output_dir is None:
             return self._run()
         with hold_run_dir(self.output_dir, "train", create=True):
@@ -213,17 +214,15 @@ class Trainer:
         if not self.cfg.private and self.dist.is_main:
             warnings.warn(INSECURE_NOTE, InsecurePrivacyWarning, stacklevel=3)
         began = time.perf_counter()
-        restored = restore(self)  # --resume: (history, best) with every released step re-applied
-        if restored is None:
+        selection = self._resume()  # --resume: every released step re-applied
+        if selection is None:
             if self.outputs is not None:
                 self.outputs.start(self.secret, self.entropy)
-            history = [{"step": 0, **(self.evaluate(self.dev) or {})}]
+            start = {"step": 0, **(self.evaluate(self.dev) or {})}
             if self.outputs is not None and self.dev is not None:
-                self.outputs.log_dev(history[0])
-            best = (self._selection_key(history[0]), 0, trainable_state(self.loaded))
-            self._checkpoint(history, best)  # step 0: the privacy generators' start state
-        else:
-            history, best = restored
+                self.outputs.log_dev(start)
+            selection = DevSelection.start(tc.select_by, start, trainable_state(self.loaded))
+            self._checkpoint(selection)  # step 0: the privacy generators' start state
         stop_reason = "completed"
         bar = tqdm(
             range(len(self.records), tc.steps), desc=self.cfg.privacy.mechanism, disable=not tc.progress
@@ -244,85 +243,108 @@ class Trainer:
             self._append_record(record, time.perf_counter() - started)
             loss = "private" if record.loss is None else f"{record.loss:.4f}"
             bar.set_postfix(loss=loss, unanimous=f"{self._unanimity_rate():.2f}")
-            best = self.after_release(record, history, best, bar.write)
+            self._after_release(record, selection, bar.write)
             if self.checkpoints is not None:  # cadence, or SIGINT/SIGTERM: save and stop
-                self.checkpoints.after_step(len(self.records), partial(self._checkpoint, history, best))
+                self.checkpoints.after_step(len(self.records), partial(self._checkpoint, selection))
         bar.close()
-        self._checkpoint(history, best)  # at exit: a resume then only redoes the outputs
-        if self.dev is not None and history[-1]["step"] != len(self.records):
-            history.append({"step": len(self.records), **self.evaluate(self.dev)})
-        if self.dev is not None and best[0] < self._selection_key(history[-1]):
-            load_trainable_state(self.loaded, best[2])
-            selected_step = best[1]
-        else:
-            selected_step = len(self.records)
-        selected_dev = next((h for h in history if h["step"] == selected_step), history[-1])
-        summary = self._summary(history, selected_step, selected_dev, stop_reason)
+        self._checkpoint(selection)  # at exit: a resume then only redoes the outputs
+        summary = self._summary(selection, self._select(selection), stop_reason)
         self.timing = {"wall_time_s": time.perf_counter() - began, "step_seconds": self.step_seconds}
         if self.outputs is not None:
             summary["transcript"] = self.outputs.head_info()  # replay verifies against this head
             self.outputs.finish(self.loaded, summary, self.timing)
         return summary
 
-    def after_release(self, record: StepRecord, history: list[dict], best: Any, say=print) -> Any:
-        """Dev evaluation on the cadence and best-state tracking after a released step; returns ``best``."""
+    def _select(self, selection: DevSelection) -> int:
+        """Evaluate the final state on dev, load the selected state's weights; returns the selected step."""
+        final = len(self.records)
+        if self.dev is not None and selection.history[-1]["step"] != final:
+            selection.history.append({"step": final, **self.evaluate(self.dev)})
+        selected = selection.selected_step(final)
+        if selected != final:
+            load_trainable_state(self.loaded, selection.best.weights)
+        return selected
+
+    def _after_release(self, record: StepRecord, selection: DevSelection, say=print) -> None:
+        """Dev evaluation on the cadence after a released step, and best-state tracking."""
         tc = self.cfg.train
         due = record.step == tc.steps or (tc.eval_every and record.step % tc.eval_every == 0)
         if self.dev is None or not due:
-            return best
+            return
         metrics = {"step": record.step, **self.evaluate(self.dev)}
-        history.append(metrics)
         if self.outputs is not None:
             self.outputs.log_dev(metrics)
         primary = self.objective.primary_metric
         say(f"step {record.step}: dev loss {metrics['loss']:.4f} {primary} {metrics[primary]:.4f}")
-        key = self._selection_key(metrics)
-        return (key, record.step, trainable_state(self.loaded)) if key < best[0] else best
+        selection.observe(metrics, partial(trainable_state, self.loaded))
 
-    def state_dict(self) -> dict[str, Any]:
-        """The public state after the steps so far: bound config, public generators, ledger, transcript."""
-        return {
-            "config": bound_config(self.cfg.to_dict()),
-            "generators": {
-                name: rng.bit_generator.state for name, rng in self._generators(public=True).items()
-            },
-            "ledger": self.ledger.state_dict(),
-            "transcript": self.outputs.lines
-            if self.outputs is not None
-            else [asdict(r) for r in self.records],
-        }
+    def public_state(self) -> dict[str, Any]:
+        """The public generators' (directions, data) and the ledger's state: what a checkpoint shows."""
+        generators = generator_states(self._generators(public=True))
+        return {"generators": generators, "ledger": self.ledger.state_dict()}
 
-    def private_state_dict(self) -> dict[str, Any]:
-        """The privacy generators' states: they predict every secret-dependent draw, so they stay private."""
-        return {
-            "generators": {name: rng.bit_generator.state for name, rng in self._generators(False).items()}
-        }
-
-    def load_state_dict(self, state: dict[str, Any], private: dict[str, Any]) -> None:
-        """Restore ``state_dict`` and ``private_state_dict``; refuse state saved under another config."""
-        refuse_changes(state["config"], bound_config(self.cfg.to_dict()))
-        states = {**state["generators"], **private["generators"]}
-        gens = self._generators()
-        if set(states) != set(gens):
-            raise ValueError(f"the saved generators {sorted(states)} are not this run's {sorted(gens)}")
-        for name, rng in gens.items():
-            rng.bit_generator.state = states[name]
+    def load_public_state(self, state: dict[str, Any]) -> None:
+        """Restore ``public_state``'s output (or a per-step state that also holds the privacy generators)."""
+        load_generator_states(self._generators(public=True), state["generators"])
         self.ledger.load_state_dict(state["ledger"])
-        self.records = [StepRecord.from_line(line) for line in state["transcript"]]
 
-    def _checkpoint(self, history: list[dict], best: Any) -> Path | None:
+    def private_state(self) -> dict[str, Any]:
+        """The privacy generators' (sampling, mechanism) state: it predicts every secret-dependent draw."""
+        return {"generators": generator_states(self._generators(public=False))}
+
+    def load_private_state(self, state: dict[str, Any]) -> None:
+        """Restore ``private_state``'s output (or a per-step state that also holds the public generators)."""
+        load_generator_states(self._generators(public=False), state["generators"])
+
+    def _checkpoint(self, selection: DevSelection) -> Path | None:
         """Save the full state (public, private, weights) and the transcript head; None without a run dir."""
         if self.checkpoints is None:
             return None
         step = len(self.records)
-        state = {**self.state_dict(), "history": history, "best": {"key": best[0], "step": best[1]}}
+        transcript = self.outputs.lines if self.outputs is not None else [asdict(r) for r in self.records]
+        config = bound_config(self.cfg.to_dict())
+        state = {"config": config, **self.public_state(), "transcript": transcript, **selection.to_state()}
+        best = selection.best.weights if selection.best.step != step else None
         weights = trainable_state(self.loaded)
-        snapshot = Snapshot(
-            step, state, self.private_state_dict(), weights, best[2] if best[1] != step else None
-        )
-        path = self.checkpoints.save(snapshot)
+        path = self.checkpoints.save(Snapshot(step, state, self.private_state(), weights, best))
         self.outputs.write_head()
         return path
+
+    def _resume(self) -> DevSelection | None:
+        """On --resume: the newest checkpoint loaded, then every step released after it re-applied."""
+        resuming = self.checkpoints is not None and self.checkpoints.resume
+        point = resume_point(self.checkpoints) if resuming else None
+        if self.dist.active:  # rank 0 read the run directory; every rank resumes from the same point
+            point = broadcast_object(point, self.dist)
+        if point is None:
+            return None
+        selection = self._load_checkpoint(point)
+        if self.outputs is not None:
+            self.outputs.reopen(point.released)
+        for record in point.pending:
+            self.replay(record)
+            self.records.append(record)
+            self._after_release(record, selection)
+        if point.step_state is not None:
+            self.load_public_state(point.step_state)
+            self.load_private_state(point.step_state)
+        return selection
+
+    def _load_checkpoint(self, point: ResumePoint) -> DevSelection:
+        """Weights, generators, ledger, records and dev selection from the checkpoint ``point`` starts at."""
+        snapshot = point.snapshot
+        try:
+            refuse_changes(snapshot.state["config"], bound_config(self.cfg.to_dict()))
+            load_trainable_state(self.loaded, snapshot.weights)
+            self.load_public_state(snapshot.state)
+            self.load_private_state(snapshot.private)
+            self.records = [StepRecord.from_line(line) for line in snapshot.state["transcript"]]
+            best = snapshot.weights if snapshot.best is None else snapshot.best
+            return DevSelection.from_state(self.cfg.train.select_by, snapshot.state, best)
+        except (KeyError, TypeError, ValueError) as err:
+            raise CheckpointError(
+                f"the newest checkpoint in {point.run_dir} does not fit this run: {err}"
+            ) from None
 
     def _rewind(self) -> None:
         """Set the weights exactly to θ after the last recorded step, after a refused (dropped) step.
@@ -338,24 +360,19 @@ class Trainer:
         for record in self.records[snapshot.step :]:
             self.replay(record)
 
-    def _generators(self, public: bool | None = None) -> dict[str, np.random.Generator]:
-        """The run's generators by name: public (directions, data), private (sampling, mechanism) or all."""
-        gens = {"public": self.public_rng, "data": self.data_rng}
-        private = {"sampling": self.sampling_rng, "mechanism": self.mechanism.rng}
-        return gens if public else private if public is False else {**gens, **private}
-
-    def _selection_key(self, metrics: dict[str, float]) -> float:
-        if "loss" not in metrics:
-            return 0.0
-        metric = self.cfg.train.select_by.removeprefix("dev_")
-        return metrics["loss"] if metric == "loss" else -metrics[metric]  # metrics: higher is better
+    def _generators(self, public: bool) -> dict[str, np.random.Generator]:
+        """The run's public generators (directions, data) or its privacy generators (sampling, mechanism)."""
+        if public:
+            return {"public": self.public_rng, "data": self.data_rng}
+        return {"sampling": self.sampling_rng, "mechanism": self.mechanism.rng}
 
     def _unanimity_rate(self) -> float:
         flags = [u for r in self.records for u in r.unanimous]
         return float(np.mean(flags)) if flags else 0.0
 
-    def _summary(self, history, selected_step, selected_dev, stop_reason) -> dict[str, Any]:
+    def _summary(self, selection: DevSelection, selected_step: int, stop_reason: str) -> dict[str, Any]:
         guarantee = self.mechanism.guarantee
+        history = selection.history
         facts = {
             "pool_size": len(self.splits.pool),
             "unanimity_rate": self._unanimity_rate(),
@@ -367,31 +384,16 @@ class Trainer:
             "stop_reason": stop_reason,
             "selected_step": selected_step,
             "history": history,
-            "selected_dev": selected_dev,
+            "selected_dev": next((h for h in history if h["step"] == selected_step), history[-1]),
             "test": self.evaluate(self.test),
         }
         return public_summary(self.cfg, guarantee, asdict(self.ledger.summary(guarantee)), facts, results)
-
-    def private_state(self) -> dict[str, Any]:
-        """What resume needs after a released step: every generator's state and the ledger (kept private)."""
-        return {
-            "generators": _states(self._generators()),
-            "ledger": self.ledger.state_dict(),
-        }
-
-    def load_private_state(self, state: dict[str, Any]) -> None:
-        """Restore ``private_state``'s output (resume after the last released step)."""
-        for name, rng in self._generators().items():
-            rng.bit_generator.state = state["generators"][name]
-        self.ledger.load_state_dict(state["ledger"])
 
     def _append_record(self, record: StepRecord, seconds: float) -> None:
         """Record a released step: its private state first, then the public line (both fsynced)."""
         self.records.append(record)
         self.step_seconds.append(seconds)
         if self.outputs is not None:
-            self.outputs.append(record, {"seconds": seconds, **self.private_state()})
-
-
-def _states(gens: dict[str, np.random.Generator]) -> dict[str, Any]:
-    return {name: rng.bit_generator.state for name, rng in gens.items()}
+            public, private = self.public_state(), self.private_state()
+            step_state = {**public, "generators": {**public["generators"], **private["generators"]}}
+            self.outputs.append(record, {"seconds": seconds, **step_state})

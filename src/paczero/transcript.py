@@ -18,12 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from paczero.rundir import append_line, atomic_write, public_run_config
+from paczero.rundir import HEAD, SUMMARY, TRANSCRIPT, append_line, atomic_write, public_run_config
 from paczero.zo import Directions, replay_step
 
 FORMAT = "paczero-transcript-v1"
-TRANSCRIPT = "steps.jsonl"
-HEAD = "transcript.json"
 # Keys that neither change the released transcript nor its accounting, or that are secret.
 UNBOUND_KEYS = (
     ("train", "progress"),
@@ -153,7 +151,7 @@ def read_transcript(run_dir: str | Path, config: dict[str, Any]) -> list[dict[st
     if raw and not raw.endswith("\n"):
         raise TranscriptError(f"{path} ends in a partial line: the transcript was cut; refused")
     lines = raw.splitlines()
-    summary_path = run_dir / "summary.json"
+    summary_path = run_dir / SUMMARY
     if summary_path.is_file():
         recorded = json.loads(summary_path.read_text()).get("transcript")
         if recorded is not None and recorded != head:
@@ -203,7 +201,7 @@ def replay(run_dir: str | Path, base: str | None = None, step: int | None = None
         else:
             cfg.model.name = base
     if step is None:
-        summary_path = run_dir / "summary.json"
+        summary_path = run_dir / SUMMARY
         step = (
             json.loads(summary_path.read_text())["selected_step"] if summary_path.is_file() else len(records)
         )

@@ -26,7 +26,8 @@ import numpy as np
 from paczero.audit.stats import AttackResult, attack_metrics
 from paczero.config import RunConfig
 from paczero.generators import public_subsets
-from paczero.mechanisms.base import Mechanism, Release, StepInput, get_mechanism
+from paczero.mechanisms.base import Mechanism, Release, StepInput
+from paczero.mechanisms.registry import get_mechanism
 from paczero.models.loaders import (
     LoadedModel,
     load_finetuned,
@@ -36,7 +37,19 @@ from paczero.models.loaders import (
 )
 from paczero.models.trunk import forward_model
 from paczero.privacy.ledger import Guarantee
-from paczero.rundir import private_dir, public_run_config, read_secret, write_private
+from paczero.rundir import (
+    AUDIT,
+    CONFIG,
+    MIA,
+    MIA_NOTES,
+    MODEL,
+    SUMMARY,
+    TRANSCRIPT,
+    private_dir,
+    public_run_config,
+    read_secret,
+    write_private,
+)
 from paczero.subsets import CandidateSubsets
 from paczero.tasks.registry import build_objective, load_splits
 from paczero.trainer import InsecurePrivacyWarning, Trainer
@@ -58,12 +71,12 @@ class AuditRun:
     @classmethod
     def load(cls, path: str | Path) -> AuditRun:
         path = Path(path)
-        for name in ("config.yaml", "summary.json", "steps.jsonl"):
+        for name in (CONFIG, SUMMARY, TRANSCRIPT):
             if not (path / name).is_file():
                 raise FileNotFoundError(f"{path} is not a finished run: no {name}")
         cfg = public_run_config(path)  # J and the privacy seed are redacted; the ground truth is private
-        lines = (path / "steps.jsonl").read_text().splitlines()
-        summary = json.loads((path / "summary.json").read_text())
+        lines = (path / TRANSCRIPT).read_text().splitlines()
+        summary = json.loads((path / SUMMARY).read_text())
         subsets = public_subsets(cfg, summary["privacy"].get("pool_size") or cfg.task.pool_size)
         return cls(path, cfg, summary, [json.loads(x) for x in lines if x.strip()], subsets)
 
@@ -233,7 +246,7 @@ def membership_audit(
     members = run.members()
     rng = np.random.Generator(np.random.PCG64(seed))
     notes: list[str] = []
-    target = _pool_losses(run.cfg, load_finetuned(run.cfg.model, run.path / "model"))
+    target = _pool_losses(run.cfg, load_finetuned(run.cfg.model, run.path / MODEL))
     base_model = load_model(run.cfg.model)  # θ_0; the shadow runs train it too, sharing its trunk cache
     base = _pool_losses(run.cfg, base_model)
     scored = {"loss": -target, "loss − base loss": base - target}
@@ -299,7 +312,7 @@ def _shadow_statistics(
 
 def write_membership_audit(audit: MiaAudit, run_dir: str | Path) -> Path:
     """Write ``private/audit/mia.json`` and ``mia.md`` (0600: scored against the secret); returns the dir."""
-    out = private_dir(run_dir, "audit")
-    write_private(out / "mia.json", json.dumps(audit.to_dict(), indent=2))
-    write_private(out / "mia.md", audit.to_markdown())
+    out = private_dir(run_dir, AUDIT)
+    write_private(Path(run_dir) / MIA, json.dumps(audit.to_dict(), indent=2))
+    write_private(Path(run_dir) / MIA_NOTES, audit.to_markdown())
     return out

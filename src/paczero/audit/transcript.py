@@ -21,7 +21,8 @@ import torch
 
 from paczero.channel import binary_gaussian_mi
 from paczero.config import RunConfig
-from paczero.mechanisms.base import Mechanism, Release, StepInput, get_mechanism, negative_control
+from paczero.mechanisms.base import Mechanism, Release, StepInput
+from paczero.mechanisms.registry import get_mechanism, negative_control
 from paczero.privacy.ledger import Guarantee
 from paczero.privacy.pac import PacLedger
 from paczero.subsets import Secret, privacy_entropy, privacy_generators
@@ -162,35 +163,48 @@ def transcript_audit(
     seed = AUDIT_PRIVACY_SEED if cfg.privacy.seed is None else cfg.privacy.seed
     privacy = dataclasses.replace(cfg.privacy, secure=False, seed=seed)
     cfg = dataclasses.replace(cfg, privacy=privacy, train=dataclasses.replace(cfg.train, progress=False))
-    mechanism = get_mechanism(cfg.privacy.mechanism)
     _, noise_rng, _ = privacy_generators(privacy_entropy(seed, secure=False))  # as each re-run draws it
     runs = []
     guarantee = claim
     for i, j in enumerate(secrets):
-        recorder = _Recorder(mechanism(Secret(j, m), copy.deepcopy(noise_rng)))
+        recorder = _Recorder(get_mechanism(cfg.privacy.mechanism)(Secret(j, m), copy.deepcopy(noise_rng)))
         guarantee = Guarantee(guarantee or recorder.guarantee)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", InsecurePrivacyWarning)
-            rerun = dataclasses.replace(cfg, privacy=dataclasses.replace(privacy, secret_index=j))
-            trainer = Trainer(rerun, mechanism=recorder)
-            trainer.run()
-        info = measured_information(recorder.traces, m, mechanism)
-        charges = np.array([0.0 if tr.cost is None else tr.cost for tr in recorder.traces])
-        unbounded = any(tr.cost is None for tr in recorder.traces)
-        if guarantee is Guarantee.ZERO_MI or unbounded:
-            charges = np.zeros_like(charges)  # claimed zero, or no charge made: nothing may leak
-        runs.append(
-            SecretRun(
-                secret_label=f"secret #{i + 1}",
-                releases=len(info),
-                measured=float(info.sum()),
-                charged=None if unbounded else float(charges.sum()),
-                worst_excess=float(np.max(info - charges * (1 + REL_TOL), initial=0.0)),
-                transcript=[(tr.observed, tr.value, tr.kind) for tr in recorder.traces],
-                weights=[p.detach().clone() for _, p in trainer.loaded.trainable],
-                leaking=list(info > 0),
-            )
+        runs.append(_secret_run(cfg, j, recorder, guarantee, f"secret #{i + 1}"))
+    result = _verdict(cfg, guarantee, runs)
+    if control:
+        leaky = dataclasses.replace(
+            cfg, privacy=dataclasses.replace(cfg.privacy, mechanism=negative_control().name)
         )
+        result.control = transcript_audit(leaky, secrets, control=False, claim=guarantee)
+    return result
+
+
+def _secret_run(cfg: RunConfig, j: int, recorder: _Recorder, guarantee: Guarantee, label: str) -> SecretRun:
+    """Train ``cfg`` with secret index ``j`` through ``recorder``; what it released, measured and charged."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", InsecurePrivacyWarning)
+        rerun = dataclasses.replace(cfg, privacy=dataclasses.replace(cfg.privacy, secret_index=j))
+        trainer = Trainer(rerun, mechanism=recorder)
+        trainer.run()
+    info = measured_information(recorder.traces, cfg.privacy.subsets, get_mechanism(cfg.privacy.mechanism))
+    charges = np.array([0.0 if tr.cost is None else tr.cost for tr in recorder.traces])
+    unbounded = any(tr.cost is None for tr in recorder.traces)
+    if guarantee is Guarantee.ZERO_MI or unbounded:
+        charges = np.zeros_like(charges)  # claimed zero, or no charge made: nothing may leak
+    return SecretRun(
+        secret_label=label,
+        releases=len(info),
+        measured=float(info.sum()),
+        charged=None if unbounded else float(charges.sum()),
+        worst_excess=float(np.max(info - charges * (1 + REL_TOL), initial=0.0)),
+        transcript=[(tr.observed, tr.value, tr.kind) for tr in recorder.traces],
+        weights=[p.detach().clone() for _, p in trainer.loaded.trainable],
+        leaking=list(info > 0),
+    )
+
+
+def _verdict(cfg: RunConfig, guarantee: Guarantee, runs: list[SecretRun]) -> TranscriptAudit:
+    """Whether the runs agree until a leak, keep within the ledger, and (if nothing leaks) end equal."""
     budget = cfg.privacy.budget if guarantee is Guarantee.MI_BUDGET else 0.0
     within = all(r.worst_excess <= 1e-12 and r.measured <= budget * (1 + REL_TOL) + 1e-12 for r in runs)
     first, rest = runs[0], runs[1:]
@@ -201,7 +215,7 @@ def transcript_audit(
         for o in rest
     )
     silent = all(r.measured == 0.0 for r in runs)
-    result = TranscriptAudit(
+    return TranscriptAudit(
         mechanism=cfg.privacy.mechanism,
         guarantee=guarantee,
         budget=budget,
@@ -212,12 +226,6 @@ def transcript_audit(
         within_ledger=within,
         passed=identical and within and (same_weights or not silent),
     )
-    if control:
-        leaky = dataclasses.replace(
-            cfg, privacy=dataclasses.replace(cfg.privacy, mechanism=negative_control().name)
-        )
-        result.control = transcript_audit(leaky, secrets, control=False, claim=guarantee)
-    return result
 
 
 def _agree_until_leak(a: SecretRun, b: SecretRun) -> bool:

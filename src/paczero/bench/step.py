@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,25 +78,66 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
     tokens = token_counts(pool)
     out: dict[str, Any] = {
         "machine": machine(),
-        "config": {
-            "file": config,
-            "overrides": list(overrides),
-            "task": cfg.task.name,
-            "model": cfg.model.name,
-            "track": cfg.model.track,
-            "dtype": cfg.model.dtype,
-            "trainable_parameters": loaded.num_trainable(),
-            "pool_size": base.subsets.n,
-            "subsets": cfg.privacy.subsets,
-            "directions": cfg.train.directions,
-            "micro_batch_size": base.objective.micro_batch_size,
-            "repeats": options.repeats,
-        },
+        "config": _setup(config, overrides, base, options),
         "tokens_per_sweep": tokens,
         "notes": list(options.notes),
     }
+    out["forward_s"], out["steps"] = _step_timings(config, overrides, base, forward, tokens, options)
+    if isinstance(base.forward_model, TrunkCachedModel):  # the same step without the trunk cache
+        out["trunk"] = trunk_comparison(config, overrides, loaded, base, options.repeats, stepper)
+    if options.reference:
+        out["reference"] = _reference(config, overrides, cfg, loaded, options)
+    if options.bookkeeping:
+        out["bookkeeping"] = {
+            name: {"seconds": bookkeeping_seconds(name)} for name in ("paczero-zpl", "paczero-mi")
+        }
+    if options.sweep_n:
+        out["sweep_n"] = sweep(config, overrides, loaded, "task.pool_size", options.sweep_n, options.repeats)
+        out["sweep_n"]["fit"] = linear_fit(options.sweep_n, out["sweep_n"]["step_s"])
+    if options.sweep_m:
+        out["sweep_m"] = sweep_subsets(base, options.sweep_m, options.repeats)
+        times = out["sweep_m"]["step_s"]
+        out["sweep_m"]["max_over_min"] = max(times) / min(times)
+    if options.memory:
+        del base, forward, pool  # its subprocesses may share this device: free this process's trainer
+        gc.collect()
+        out["memory"] = measure_memory(config, list(overrides), torch.get_num_threads())
+    out["targets"] = check_targets(out)
+    return out
+
+
+def _setup(config: str | None, overrides: list[str], base: Trainer, options: BenchOptions) -> dict[str, Any]:
+    """What a result was measured on: the config, the model's size and the run's sizes."""
+    cfg = base.cfg
+    return {
+        "file": config,
+        "overrides": list(overrides),
+        "task": cfg.task.name,
+        "model": cfg.model.name,
+        "track": cfg.model.track,
+        "dtype": cfg.model.dtype,
+        "trainable_parameters": base.loaded.num_trainable(),
+        "pool_size": base.subsets.n,
+        "subsets": cfg.privacy.subsets,
+        "directions": cfg.train.directions,
+        "micro_batch_size": base.objective.micro_batch_size,
+        "repeats": options.repeats,
+    }
+
+
+def _step_timings(
+    config: str | None,
+    overrides: list[str],
+    base: Trainer,
+    forward: Callable[[], None],
+    tokens: dict[str, int],
+    options: BenchOptions,
+) -> tuple[float, dict[str, dict[str, float]]]:
+    """The bare forward's time and each mechanism's step time, interleaved; steps against two forwards."""
     trainers = {
-        name: Trainer(load_config(config, [*overrides, *_mechanism_overrides(name, cfg)]), loaded=loaded)
+        name: Trainer(
+            load_config(config, [*overrides, *_mechanism_overrides(name, base.cfg)]), loaded=base.loaded
+        )
         for name in options.mechanisms
     }
     for tr in trainers.values():  # a cached trunk is filled by its first forward, which is not a step cost
@@ -114,29 +155,7 @@ def run_bench(config: str | None, overrides: Sequence[str], options: BenchOption
         }
         for name, step_s in timings.items()
     }
-    out["forward_s"] = forward_s
-    out["steps"] = steps
-    if isinstance(base.forward_model, TrunkCachedModel):  # the same step without the trunk cache
-        out["trunk"] = trunk_comparison(config, overrides, loaded, base, options.repeats, stepper)
-    if options.reference:
-        out["reference"] = _reference(config, overrides, cfg, loaded, options)
-    if options.bookkeeping:
-        out["bookkeeping"] = {
-            name: {"seconds": bookkeeping_seconds(name)} for name in ("paczero-zpl", "paczero-mi")
-        }
-    if options.sweep_n:
-        out["sweep_n"] = sweep(config, overrides, loaded, "task.pool_size", options.sweep_n, options.repeats)
-        out["sweep_n"]["fit"] = linear_fit(options.sweep_n, out["sweep_n"]["step_s"])
-    if options.sweep_m:
-        out["sweep_m"] = sweep_subsets(base, options.sweep_m, options.repeats)
-        times = out["sweep_m"]["step_s"]
-        out["sweep_m"]["max_over_min"] = max(times) / min(times)
-    if options.memory:
-        del base
-        gc.collect()
-        out["memory"] = measure_memory(config, list(overrides), torch.get_num_threads())
-    out["targets"] = check_targets(out)
-    return out
+    return forward_s, steps
 
 
 def _reference(config, overrides, cfg: RunConfig, loaded: LoadedModel, options: BenchOptions) -> dict:

@@ -1,16 +1,13 @@
 """Release rules behind one interface, looked up by name."""
 
-from paczero.mechanisms import dp, mi, reference, zpl  # noqa: F401  (registration side effects)
-from paczero.mechanisms.base import (
+from paczero.mechanisms.base import Mechanism, Release, StepEstimates, StepInput, StepRelease
+from paczero.mechanisms.registry import (
     MECHANISMS,
-    Mechanism,
-    Release,
-    StepEstimates,
-    StepInput,
-    StepRelease,
     get_mechanism,
     negative_control,
     register,
+    registered,
+    unregister,
 )
 from paczero.privacy.ledger import Guarantee
 
@@ -25,4 +22,6 @@ __all__ = [
     "get_mechanism",
     "negative_control",
     "register",
+    "registered",
+    "unregister",
 ]

@@ -1,4 +1,4 @@
-"""The mechanism interface, the release records, the guarantees and the name registry.
+"""The mechanism interface and the release records.
 
 A mechanism sees per-example scalars, the public candidate subsets and the ledger's public state (posterior,
 budget); never the model. The trainer calls one method, ``release_step``, with the step's (batch × K)
@@ -128,6 +128,7 @@ class Mechanism(ABC):
     guarantee: ClassVar[Guarantee]
     releases_means: ClassVar[bool] = False  # an exact release is a subset's mean, not its sign (raw_half)
     negative_control: ClassVar[bool] = False  # the leak the secret-independence audit must catch
+    max_directions: ClassVar[int | None] = None  # the most directions K a step can release (None: any)
 
     def __init__(self, secret: Secret | None, rng: np.random.Generator):
         if self.reads_secret and secret is None:
@@ -211,32 +212,6 @@ class Mechanism(ABC):
     def release(self, step: StepInput, ledger: Ledger) -> Release:
         """Publish Y_t for one direction (mechanisms that release directions one at a time)."""
         raise TypeError(f"{self.name} releases a step at once: call release_step")
-
-
-MECHANISMS: dict[str, type[Mechanism]] = {}
-
-
-def register(cls: type[Mechanism]) -> type[Mechanism]:
-    """Class decorator adding a mechanism to the registry under its ``name``."""
-    if cls.name in MECHANISMS:
-        raise ValueError(f"mechanism {cls.name!r} is registered twice")
-    MECHANISMS[cls.name] = cls
-    return cls
-
-
-def get_mechanism(name: str) -> type[Mechanism]:
-    """The registered class for ``name``, with a clear error listing the known names."""
-    try:
-        return MECHANISMS[name]
-    except KeyError:
-        known = ", ".join(sorted(MECHANISMS))
-        raise ValueError(f"unknown mechanism {name!r}; known mechanisms: {known}") from None
-
-
-def negative_control() -> type[Mechanism]:
-    """The registered leak that the secret-independence audit runs to show it catches one."""
-    (control,) = [cls for cls in MECHANISMS.values() if cls.negative_control]
-    return control
 
 
 def sign(x: float) -> float:

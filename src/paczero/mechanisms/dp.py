@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from paczero.channel import epsilon_matching_mi
-from paczero.mechanisms.base import Mechanism, StepEstimates, StepRelease, register
+from paczero.mechanisms.base import Mechanism, StepEstimates, StepRelease
 from paczero.mechanisms.clipping import clip_rows
 from paczero.privacy.dp import ACCOUNTANTS, DpLedger, DpPlan, default_accountant
 from paczero.privacy.ledger import Guarantee
@@ -42,7 +42,6 @@ class JointMechanism(Mechanism):
     reads_secret = False
     guarantee = Guarantee.DP
     noises: ClassVar[tuple[str, ...]] = ("gaussian",)
-    max_directions: ClassVar[int | None] = None
     clips_loss_difference: ClassVar[bool] = False
 
     @classmethod
@@ -136,7 +135,6 @@ class JointMechanism(Mechanism):
         )
 
 
-@register
 class DPZero(JointMechanism):
     """DPZero (K = 1). Reads the projected gradients g_i of a Poisson-sampled batch (rate q); clips each to
     |g_i| ≤ C; releases g̃ = (Σ_i clip(g_i) + N(0, σ²C²))/(q·N). Keeps no secret index; costs one
@@ -149,7 +147,6 @@ class DPZero(JointMechanism):
         return g
 
 
-@register
 class DPAggZO(JointMechanism):
     """DP-AggZO (K directions, 64 in the paper). Reads the (batch × K) projected gradients of a Poisson batch;
     each example's vector (g_i1..g_iK)/K is clipped in L2 to C; releases per direction
@@ -162,7 +159,6 @@ class DPAggZO(JointMechanism):
         return g / g.shape[1]
 
 
-@register
 class DPZO(JointMechanism):
     """DP-ZO (K = 1). Reads the per-example loss differences l⁺_i − l⁻_i = 2ε_zo·g_i of a Poisson batch, clips
     them to |·| ≤ C (``train.clip`` bounds the loss difference, not g), sums, adds Laplace noise of scale C/ε₀

@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from paczero.channel import binary_entropy, binary_gaussian_mi, binary_gaussian_sigma
-from paczero.mechanisms.base import Mechanism, Release, StepInput, register, sign
+from paczero.mechanisms.base import Mechanism, Release, StepInput, sign
 from paczero.privacy.ledger import BudgetExhausted, Guarantee
 
 NEAR_UNANIMOUS = 1e-12
 ENTROPY_CAP = 0.999
 
 
-@register
 class PACZeroMI(Mechanism):
     """Reads s_J (the secret subset's sign), the public signs s_k and the ledger's posterior p_k.
 

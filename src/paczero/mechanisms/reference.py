@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from paczero.mechanisms.base import Mechanism, Release, StepInput, register, sign
+from paczero.mechanisms.base import Mechanism, Release, StepInput, sign
 from paczero.privacy.ledger import Guarantee
 
 
-@register
 class MeZO(Mechanism):
     """Reads every clipped per-example estimate; releases their mean over the whole pool (MeZO's update).
     Keeps nothing secret and gives no guarantee: the utility reference."""
@@ -20,7 +19,6 @@ class MeZO(Mechanism):
         return Release(value=value, observed=value, kind="public", cost=None)
 
 
-@register
 class QuantFull(Mechanism):
     """Releases sign(mean of g over the whole pool): quantisation alone, no subsets. No guarantee."""
 
@@ -46,7 +44,6 @@ class SecretHalf(Mechanism):
         return Release(value=value, observed=value, kind="exact", cost=None, log_likelihood=likelihood)
 
 
-@register
 class RawHalf(SecretHalf):
     """Reads J; releases the raw secret-subset mean m_J. Leaks J without bound (ablation only)."""
 
@@ -54,7 +51,6 @@ class RawHalf(SecretHalf):
     releases_means = True
 
 
-@register
 class QuantHalf(SecretHalf):
     """Reads J; releases sign(m_J) with no noise. Leaks J without bound: the negative control of ZPL's
     secret-independence test."""
@@ -63,7 +59,6 @@ class QuantHalf(SecretHalf):
     negative_control = True
 
 
-@register
 class RandomSign(Mechanism):
     """Releases a uniform ±1 from the privacy generator every step: no signal, cost 0 (negative control
     for utility)."""

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from paczero.mechanisms.base import Mechanism, Release, StepInput, register
+from paczero.mechanisms.base import Mechanism, Release, StepInput
 from paczero.privacy.ledger import Guarantee
 
 
-@register
 class ZPL(Mechanism):
     """Reads the signs s_1..s_M of the subset means (never J). Releases their common sign when all agree,
     else a fair coin from the privacy generator. Either way Y_t is a function of public state or independent

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from paczero.report.words import privacy_in_words
+from paczero.rundir import MODEL, REPORT, STATEMENT
 
 
 def dev_table(summary: dict[str, Any]) -> str:
@@ -39,9 +40,9 @@ def train_report(summary: dict[str, Any], out: Path, wall_time_s: float) -> str:
         [
             dev_table(summary),
             result,
-            f"Privacy statement ({summary['mechanism']}; full text in {out / 'privacy.md'}): "
+            f"Privacy statement ({summary['mechanism']}; full text in {out / STATEMENT}): "
             + privacy_in_words(summary),
-            f"model: {out / 'model'} (evaluate again: paczero eval --run {out})",
-            f"report: paczero report {out} (plots and report.html in {out / 'report'})",
+            f"model: {out / MODEL} (evaluate again: paczero eval --run {out})",
+            f"report: paczero report {out} (plots and report.html in {out / REPORT})",
         ]
     )

@@ -41,7 +41,7 @@ from paczero.report.words import (
     run_in_words,
     utility_in_words,
 )
-from paczero.rundir import PRIVATE, private_dir
+from paczero.rundir import MIA, REPORT, STATEMENT, SUMMARY, private_dir
 
 __all__ = ["Report", "write_report"]
 
@@ -111,7 +111,7 @@ PRIVATE_BANNER = (
 
 def _mia_section(run: RunData) -> str:
     """The aggregate membership-inference results, if ``paczero audit mia`` was run on this run."""
-    path = run.path / PRIVATE / "audit" / "mia.json"
+    path = run.path / MIA
     if not path.is_file():
         return "<p>No membership-inference audit yet: run <code>paczero audit mia --run DIR</code>.</p>"
     audit = json.loads(path.read_text())
@@ -136,13 +136,13 @@ def write_report(directory: str | Path, include_private: bool = False) -> Report
     ``include_private`` adds the results that depend on the secret and writes to ``directory/private/report``.
     """
     directory = Path(directory)
-    single = (directory / "summary.json").is_file()
+    single = (directory / SUMMARY).is_file()
     runs = [RunData.load(directory)] if single else [RunData.load(p) for p in find_runs(directory)]
     if not runs:
         raise FileNotFoundError(f"{directory} holds no finished run (no summary.json in it or below it)")
     if include_private and not single:
         raise ValueError("a report with private results is made for one run directory at a time")
-    out = private_dir(directory, "report") if include_private else directory / "report"
+    out = private_dir(directory, REPORT) if include_private else directory / REPORT
     out.mkdir(parents=True, exist_ok=True)
     makers = _run_figures(runs[0]) if single else _comparison_figures(runs)
     for stale in FIGURE_NAMES - set(makers):  # a figure of an earlier report that no longer applies
@@ -169,7 +169,7 @@ def write_report(directory: str | Path, include_private: bool = False) -> Report
             f'<img alt="{name}" src="data:image/png;base64,{_encode(path)}">'
         )
     if single:
-        statement = runs[0].path / "privacy.md"
+        statement = runs[0].path / STATEMENT
         if statement.is_file():
             parts.append(f"<h2>privacy statement</h2><pre>{html.escape(statement.read_text())}</pre>")
         if include_private:

@@ -11,6 +11,7 @@ import numpy as np
 
 from paczero.privacy.ledger import Guarantee
 from paczero.report.words import guarantee_of
+from paczero.rundir import SUMMARY, TRANSCRIPT
 
 
 @dataclass
@@ -24,10 +25,10 @@ class RunData:
     @classmethod
     def load(cls, path: str | Path) -> RunData:
         path = Path(path)
-        summary_file = path / "summary.json"
+        summary_file = path / SUMMARY
         if not summary_file.is_file():
-            raise FileNotFoundError(f"{path} is not a finished run: no summary.json")
-        steps = path / "steps.jsonl"
+            raise FileNotFoundError(f"{path} is not a finished run: no {SUMMARY}")
+        steps = path / TRANSCRIPT
         lines = steps.read_text().splitlines() if steps.is_file() else []
         return cls(path, json.loads(summary_file.read_text()), [json.loads(x) for x in lines if x.strip()])
 
@@ -64,4 +65,4 @@ class RunData:
 def find_runs(directory: str | Path) -> list[Path]:
     """Every run directory (holding summary.json) strictly below ``directory``, sorted by path."""
     root = Path(directory)
-    return sorted(p.parent for p in root.rglob("summary.json") if p.parent != root)
+    return sorted(p.parent for p in root.rglob(SUMMARY) if p.parent != root)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 import torch
 
@@ -13,7 +13,13 @@ from paczero.tasks.custom import load_custom
 from paczero.tasks.data import Example, Splits, load_sst2, mezo_splits, synthetic_sentiment
 from paczero.tasks.squad import GenerativeQA, load_squad, synthetic_qa
 
-__all__ = ["READERS", "Objective", "build_objective", "load_splits"]
+__all__ = ["READERS", "Objective", "Prepared", "build_objective", "load_splits"]
+
+
+class Prepared(Protocol):
+    """A task's tokenized example set (``PreparedSet``, ``QASet``): only its objective reads inside it."""
+
+    size: int
 
 
 class Objective(Protocol):
@@ -30,11 +36,11 @@ class Objective(Protocol):
     reads_last_positions: bool
     head_rows: list[int] | None
 
-    def prepare(self, examples: list[Example], device: torch.device) -> Any: ...
-    def losses(self, model, prepared: Any) -> torch.Tensor: ...
-    def evaluate(self, model, prepared: Any) -> dict[str, float]: ...
-    def per_example(self, model, prepared: Any) -> dict[str, torch.Tensor]: ...
-    def shard(self, prepared: Any, rank: int, world: int) -> tuple[Any, torch.Tensor]: ...
+    def prepare(self, examples: list[Example], device: torch.device) -> Prepared: ...
+    def losses(self, model, prepared: Prepared) -> torch.Tensor: ...
+    def evaluate(self, model, prepared: Prepared) -> dict[str, float]: ...
+    def per_example(self, model, prepared: Prepared) -> dict[str, torch.Tensor]: ...
+    def shard(self, prepared: Prepared, rank: int, world: int) -> tuple[Prepared, torch.Tensor]: ...
 
 
 Reader = Callable[[TaskConfig], tuple[list[Example], list[Example]]]  # raw (train, validation)
