@@ -152,7 +152,8 @@ def markdown(summary: dict, runs: dict[str, dict[int, dict]]) -> str:
             continue
         d, h, n = paired(runs, method, "mezo")
         vs = "—" if method == "mezo" else f"{100 * d:+.1f} ± {100 * h:.1f} pts ({n})"
-        unan = [s.get("privacy", {}).get("unanimity_rate") for s in runs[method].values()]
+        pac = method.startswith("paczero")  # unanimity is what PAC releases turn on; others leave it unused
+        unan = [s.get("privacy", {}).get("unanimity_rate") for s in runs[method].values()] if pac else []
         unan = [u for u in unan if u is not None]
         u = f"{np.mean(unan):.2f}" if unan else "—"
         acc = f"{row['mean']:.4f} ± {row['ci95']:.4f}"

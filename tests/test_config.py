@@ -89,7 +89,7 @@ def test_missing_and_malformed_files(tmp_path):
 
 
 def test_secret_index_is_redacted_when_serialised():
-    cfg = load_config(None, ["privacy.secret_index=3"])
+    cfg = load_config(None, ["privacy.subsets=8", "privacy.secret_index=3"])
     assert cfg.privacy.secret_index == 3
     assert cfg.to_dict()["privacy"]["secret_index"] == "<redacted>"
 

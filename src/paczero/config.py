@@ -72,7 +72,7 @@ class PrivacyConfig:
     """The release mechanism, the candidate subsets and the privacy generator."""
 
     mechanism: str = "paczero-zpl"
-    subsets: int = 128  # M
+    subsets: int = 2  # M (complementary halves: the most unanimous steps; docs/tuning.md)
     budget: float | None = None  # MI budget in nats (paczero-mi)
     budget_schedule: str = "adaptive"  # adaptive (B − spent)/(T − t), or uniform B/T
     secure: bool = True  # privacy randomness (secret, coins, noise, DP batches) from the OS CSPRNG
