@@ -1,5 +1,5 @@
 """One writer per run directory: ``train`` (and ``--resume``) hold the directory's lock for the run's
-lifetime, ``audit mia``, ``report``, ``export`` and ``eval --run`` while they use it; a second command is
+lifetime, ``audit mia``, ``report``, ``export``, ``replay`` and ``eval --run`` while they use it; a second command is
 refused at once (exit 2, one line naming the holder), and a holder killed with SIGKILL leaves no lock."""
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ def commands(run_dir: Path, tmp_path: Path) -> dict[str, list[str]]:
         "eval --run": ["eval", "--run", str(run_dir), "--split", "dev"],
         "audit mia": ["audit", "mia", "--run", str(run_dir), "--no-transcript"],
         "report": ["report", str(run_dir)],
+        "replay": ["replay", "--run", str(run_dir), "--output-dir", str(tmp_path / "replayed")],
     }
 
 

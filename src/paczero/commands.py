@@ -104,14 +104,15 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def replay(args: argparse.Namespace) -> int:
     from paczero.models.loaders import save_model
-    from paczero.rundir import MODEL, RunDirError, check_run_dir
+    from paczero.rundir import MODEL, RunDirError, check_run_dir, hold_run_dir
     from paczero.transcript import replay as replay_transcript
 
     out = Path(args.output_dir)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise RunDirError(f"replay output {out} exists and is not an empty directory")
     check_run_dir(args.run, resume=True)  # a run directory (or export bundle) with its config
-    loaded, result = replay_transcript(args.run, args.base, args.step)
+    with hold_run_dir(args.run, "replay"):  # a run that is still writing its transcript is not read
+        loaded, result = replay_transcript(args.run, args.base, args.step)
     save_model(loaded, out / MODEL)
     record = {"transcript": str(args.run), **vars(result)}
     (out / "replay.json").write_text(json.dumps(record, indent=2))
