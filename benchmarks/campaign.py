@@ -1,8 +1,10 @@
 """The SmolLM2 campaign: every method at 5 data seeds on the fast top-block track, learning rates chosen on
-seed 0's dev loss, and ZPL's M study; one process per worker loads the model once and shares its trunk.
+seed 0's dev loss, ZPL's M study, and what else was tried (phase explore); one process per worker loads
+each model once and shares its trunk.
 
-  python benchmarks/campaign.py run grid|main [--worker I --workers N] [--methods A,B] [--out runs/campaign]
-  python benchmarks/campaign.py choose   # seed 0's dev loss -> one learning rate per method (lr.json)
+  python benchmarks/campaign.py run grid|main|explore [--worker I --workers N] [--methods A,B]
+                                [--out runs/campaign]
+  python benchmarks/campaign.py choose   # seed 0's dev loss -> one grid point per method (lr.json)
   python benchmarks/campaign_table.py   # the table, summary.json and plots
 
 A cell is finished when its run directory holds summary.json; a rerun skips finished cells and restarts an
@@ -34,22 +36,46 @@ SEEDS = (0, 1, 2, 3, 4)
 M_STUDY = ((4, 16, 64, 128), (0, 1, 2))  # M values besides the main runs' M = 2, and their seeds
 FIRST_ORDER_STEPS = 200  # full-batch Adam steps (epochs) of the backpropagation ceiling
 
-# method -> (config overrides, learning-rate grid tried on seed 0)
-METHODS: dict[str, tuple[list[str], tuple[float, ...]]] = {
-    "mezo": (["privacy.mechanism=mezo"], (0.1, 0.3, 1.0)),
-    "paczero-zpl": (["privacy.mechanism=paczero-zpl"], (0.003, 0.01, 0.03)),
-    "paczero-mi": (["privacy.mechanism=paczero-mi", "privacy.budget=0.33"], (0.003, 0.01, 0.03)),
-    "paczero-mi-0.05": (["privacy.mechanism=paczero-mi", "privacy.budget=0.05"], (0.003, 0.01, 0.03)),
-    "dpzero": (
-        ["privacy.mechanism=dpzero", "privacy.match_mi=0.33", "privacy.sampling_rate=0.5"],
-        (0.03, 0.1, 0.3),
+# Named departures from the base config: a cell's tag. The DP clip C sets DPZero's noise scale σ·C, so it
+# is tuned with the learning rate; the others are the variants tried when MeZO would not beat zero-shot.
+VARIANTS: dict[str, list[str]] = {
+    "": [],
+    "clip=0.1": ["train.clip=0.1"],
+    "clip=1": ["train.clip=1"],
+    "T=3000": ["train.steps=3000", "train.eval_every=150"],
+    "K=4": ["train.directions=4"],
+    "mlp": ["model.lora_targets=[q_proj,o_proj,gate_proj,up_proj,down_proj]"],
+}
+DP_GRID = (
+    (0.03, ""),
+    (0.1, ""),
+    (0.3, ""),
+    (0.1, "clip=0.1"),
+    (0.3, "clip=0.1"),
+    (0.03, "clip=1"),
+    (0.1, "clip=1"),
+)
+
+# method -> (config overrides, (learning rate, variant) grid tried on seed 0)
+METHODS: dict[str, tuple[list[str], tuple[tuple[float, str], ...]]] = {
+    "mezo": (["privacy.mechanism=mezo"], ((0.1, ""), (0.3, ""), (1.0, ""))),
+    "paczero-zpl": (["privacy.mechanism=paczero-zpl"], ((0.003, ""), (0.01, ""), (0.03, ""))),
+    "paczero-mi": (
+        ["privacy.mechanism=paczero-mi", "privacy.budget=0.33"],
+        ((0.003, ""), (0.01, ""), (0.03, "")),
     ),
+    "paczero-mi-0.05": (
+        ["privacy.mechanism=paczero-mi", "privacy.budget=0.05"],
+        ((0.003, ""), (0.01, ""), (0.03, "")),
+    ),
+    "dpzero": (["privacy.mechanism=dpzero", "privacy.match_mi=0.33", "privacy.sampling_rate=0.5"], DP_GRID),
     "dpzero-eps0.5": (
         ["privacy.mechanism=dpzero", "privacy.epsilon=0.5", "privacy.sampling_rate=0.5"],
-        (0.03, 0.1, 0.3),
+        DP_GRID,
     ),
-    "first-order": ([], (3e-4, 1e-3, 3e-3)),
+    "first-order": ([], ((3e-4, ""), (1e-3, ""), (3e-3, ""))),
 }
+EXPLORE_SEEDS = (0, 1, 2)
 
 
 @dataclass(frozen=True)
@@ -58,35 +84,56 @@ class Cell:
     lr: float
     seed: int
     subsets: int = 2
+    tag: str = ""  # a key of VARIANTS
 
     @property
     def name(self) -> str:
         m = "" if self.subsets == 2 else f",M={self.subsets}"
-        return f"{self.method},lr={self.lr:g},seed={self.seed}{m}"
+        tag = f",{self.tag}" if self.tag else ""
+        return f"{self.method},lr={self.lr:g},seed={self.seed}{m}{tag}"
 
     def config(self, smoke: list[str]) -> RunConfig:
         extra = [f"train.lr={self.lr}", f"task.data_seed={self.seed}", f"privacy.subsets={self.subsets}"]
         if self.method == "first-order":
             extra += [f"train.steps={FIRST_ORDER_STEPS}", "train.eval_every=10", "privacy.mechanism=mezo"]
-        return load_config(BASE, [*METHODS[self.method][0], *extra, *smoke])
+        return load_config(BASE, [*METHODS[self.method][0], *extra, *VARIANTS[self.tag], *smoke])
 
 
-def chosen_lr() -> dict[str, float]:
+def chosen() -> dict[str, dict]:
+    """method -> {"lr": η, "tag": variant} picked on seed 0 (lr.json)."""
     return json.loads((RESULTS / "lr.json").read_text())["chosen"]
+
+
+def main_cells() -> list[Cell]:
+    """Seeds 1-4 of every method at its chosen setting, seed by seed, with the M study at seed s − 1."""
+    picks = chosen()
+    values, m_seeds = M_STUDY
+    zpl = picks["paczero-zpl"]["lr"]
+    main = []
+    for seed in SEEDS[1:]:
+        main += [Cell(m, p["lr"], seed, tag=p["tag"]) for m, p in picks.items()]
+        if seed - 1 in m_seeds:
+            main += [Cell("paczero-zpl", zpl, seed - 1, m) for m in values]
+    return main
+
+
+def explore_cells() -> list[Cell]:
+    """What else was tried on the unprivate baselines and ZPL: more steps (at MeZO's slower, still improving
+    learning rate), K = 4 directions, and LoRA on the MLP too (all of the block but k and v)."""
+    picks = chosen()
+    lr = {m: p["lr"] for m, p in picks.items()}
+    out = []
+    for seed in EXPLORE_SEEDS:
+        out += [Cell(m, lr[m], seed, tag="mlp") for m in ("first-order", "mezo", "paczero-zpl")]
+        out += [Cell("mezo", 0.1, seed, tag="T=3000")]
+    return [*out, Cell("mezo", lr["mezo"], 0, tag="K=4")]
 
 
 def cells(phase: str) -> list[Cell]:
     """The phase's cells, seed by seed, so that a stopped campaign leaves paired results."""
     if phase == "grid":
-        return [Cell(m, lr, 0) for m, (_, grid) in METHODS.items() for lr in grid]
-    lrs = chosen_lr()
-    values, m_seeds = M_STUDY
-    main = []
-    for seed in SEEDS[1:]:  # seed s of every method, then the M study at seed s − 1
-        main += [Cell(m, lrs[m], seed) for m in METHODS if m in lrs]
-        if seed - 1 in m_seeds:
-            main += [Cell("paczero-zpl", lrs["paczero-zpl"], seed - 1, m) for m in values]
-    return main
+        return [Cell(m, lr, 0, tag=tag) for m, (_, grid) in METHODS.items() for lr, tag in grid]
+    return main_cells() if phase == "main" else explore_cells()
 
 
 def train_loss(trainer: Trainer) -> float:
@@ -135,11 +182,26 @@ def first_order(cfg: RunConfig, loaded: LoadedModel) -> dict:
     }
 
 
-def run_cell(cell: Cell, loaded: LoadedModel, initial: dict, out: Path, smoke: list[str]) -> dict:
+class Models:
+    """One loaded model (and trunk) per distinct model config, with its θ_0 to restore before every cell."""
+
+    def __init__(self) -> None:
+        self.loaded: dict[str, tuple[LoadedModel, dict]] = {}
+
+    def get(self, cfg: RunConfig) -> tuple[LoadedModel, dict]:
+        key = repr(cfg.model)
+        if key not in self.loaded:
+            loaded = load_model(cfg.model)
+            self.loaded[key] = (loaded, trainable_state(loaded))
+        return self.loaded[key]
+
+
+def run_cell(cell: Cell, models: Models, out: Path, smoke: list[str]) -> dict:
     run_dir = out / cell.name
     shutil.rmtree(run_dir, ignore_errors=True)  # an unfinished cell starts again
-    load_trainable_state(loaded, initial)  # every cell starts from the same θ_0
     cfg = cell.config(smoke)
+    loaded, initial = models.get(cfg)
+    load_trainable_state(loaded, initial)  # every cell starts from the same θ_0
     if cell.method == "first-order":
         run_dir.mkdir(parents=True)
         summary = first_order(cfg, loaded)
@@ -167,14 +229,13 @@ def run(phase: str, worker: int, workers: int, out: Path, smoke: list[str], meth
     print(f"worker {worker}/{workers}: {len(todo)} cells of phase {phase} to run", flush=True)
     if not todo:
         return
-    loaded = load_model(load_config(BASE).model)
-    initial = trainable_state(loaded)
+    models = Models()
     if phase == "grid" and worker == 0 and not smoke:
-        zero_shot(loaded, initial)
+        zero_shot(*models.get(load_config(BASE)))
     (RESULTS / "cells").mkdir(parents=True, exist_ok=True)
     for cell in todo:
         began = time.perf_counter()
-        summary = run_cell(cell, loaded, initial, out, smoke)
+        summary = run_cell(cell, models, out, smoke)
         if smoke:
             continue
         shutil.copy(out / cell.name / "summary.json", RESULTS / "cells" / f"{cell.name}.json")
@@ -186,27 +247,28 @@ def run(phase: str, worker: int, workers: int, out: Path, smoke: list[str], meth
 
 
 def choose() -> None:
-    """Per method, the grid learning rate with the lowest selected dev loss on seed 0."""
+    """Per method, the grid point (learning rate, variant) with the lowest selected dev loss on seed 0."""
     scores: dict[str, dict[str, float]] = {}
+    picks: dict[str, dict] = {}
     for method, (_, grid) in METHODS.items():
-        for lr in grid:
-            path = RESULTS / "cells" / f"{Cell(method, lr, 0).name}.json"
+        for lr, tag in grid:
+            path = RESULTS / "cells" / f"{Cell(method, lr, 0, tag=tag).name}.json"
             if path.exists():
-                scores.setdefault(method, {})[f"{lr:g}"] = json.loads(path.read_text())["dev"]["selected"][
-                    "loss"
-                ]
-    chosen = {m: float(min(s, key=s.get)) for m, s in scores.items()}
-    grid = {m: list(g) for m, (_, g) in METHODS.items()}
+                loss = json.loads(path.read_text())["dev"]["selected"]["loss"]
+                scores.setdefault(method, {})[Cell(method, lr, 0, tag=tag).name] = loss
+                if loss < picks.get(method, {}).get("dev_loss", float("inf")):
+                    picks[method] = {"lr": lr, "tag": tag, "dev_loss": loss}
+    grid = {m: [{"lr": lr, "tag": tag} for lr, tag in g] for m, (_, g) in METHODS.items()}
     (RESULTS / "lr.json").write_text(
-        json.dumps({"grid": grid, "dev_loss": scores, "chosen": chosen}, indent=2)
+        json.dumps({"grid": grid, "dev_loss": scores, "chosen": picks}, indent=2)
     )
-    print(json.dumps(chosen))
+    print(json.dumps(picks))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("action", choices=["run", "choose"])
-    parser.add_argument("phase", nargs="?", default="grid", choices=["grid", "main"])
+    parser.add_argument("phase", nargs="?", default="grid", choices=["grid", "main", "explore"])
     parser.add_argument("--worker", type=int, default=0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--out", type=Path, default=ROOT / "runs/campaign")

@@ -23,7 +23,8 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-CELL = re.compile(r"(?P<method>[^,]+),lr=(?P<lr>[^,]+),seed=(?P<seed>\d+)(,M=(?P<m>\d+))?")
+CELL = re.compile(r"(?P<method>[^,]+),lr=(?P<lr>[^,]+),seed=(?P<seed>\d+)(,M=(?P<m>\d+))?(,(?P<tag>.+))?")
+EXPLORED = {"T=3000": "3000 steps", "K=4": "K = 4 directions", "mlp": "LoRA on q, o and the MLP"}
 ORDER = ("first-order", "mezo", "paczero-zpl", "paczero-mi", "paczero-mi-0.05", "dpzero", "dpzero-eps0.5")
 LABELS = {
     "first-order": "first-order (backprop, no privacy)",
@@ -57,37 +58,70 @@ def read_cells(results: Path) -> list[dict]:
                     "lr": float(match["lr"]),
                     "seed": int(match["seed"]),
                     "M": m,
+                    "tag": match["tag"] or "",
                     "summary": summary,
                 }
             )
     return cells
 
 
-def main_runs(cells: list[dict], chosen: dict[str, float]) -> dict[str, dict[int, dict]]:
-    """method -> seed -> summary, for the chosen learning rate at M = 2."""
+def picked(cell: dict, choice: dict | None) -> bool:
+    return choice is not None and np.isclose(cell["lr"], choice["lr"]) and cell["tag"] == choice["tag"]
+
+
+def main_runs(cells: list[dict], chosen: dict[str, dict]) -> dict[str, dict[int, dict]]:
+    """method -> seed -> summary, for the chosen grid point at M = 2."""
     runs: dict[str, dict[int, dict]] = {}
     for c in cells:
-        if c["M"] == 2 and c["method"] in chosen and np.isclose(c["lr"], chosen[c["method"]]):
+        if c["M"] == 2 and picked(c, chosen.get(c["method"])):
             runs.setdefault(c["method"], {})[c["seed"]] = c["summary"]
     return runs
 
 
+def explored(cells: list[dict], runs: dict[str, dict[int, dict]]) -> list[dict]:
+    """The variants tried besides the main runs: test accuracy per seed, and paired against the same
+    method's main runs on the same seeds."""
+    rows = []
+    for tag in EXPLORED:
+        for method, lr in sorted({(c["method"], c["lr"]) for c in cells if c["tag"] == tag}):
+            mine = {
+                c["seed"]: c["summary"]
+                for c in cells
+                if (c["method"], c["lr"], c["tag"]) == (method, lr, tag)
+            }
+            seeds = sorted(mine)
+            accs = [mine[s]["test"]["accuracy"] for s in seeds]
+            common = [s for s in seeds if s in runs.get(method, {})]
+            diffs = [mine[s]["test"]["accuracy"] - runs[method][s]["test"]["accuracy"] for s in common]
+            mean, h = interval(accs)
+            d, dh = interval(diffs)
+            rows.append(
+                {
+                    "variant": tag,
+                    "method": method,
+                    "lr": lr,
+                    "data_seeds": seeds,
+                    "seeds": accs,
+                    "mean": mean,
+                    "ci95": h,
+                    "paired_vs_main": {"n": len(common), "mean": d, "ci95": dh},
+                }
+            )
+    return rows
+
+
 def m_study(cells: list[dict], lr: float) -> list[dict]:
     rows = []
-    for m in sorted({c["M"] for c in cells if c["method"] == "paczero-zpl"}):
-        picked = sorted(
-            (c for c in cells if c["method"] == "paczero-zpl" and c["M"] == m and np.isclose(c["lr"], lr)),
-            key=lambda c: c["seed"],
-        )
-        if m == 2:
-            picked = [c for c in picked if c["seed"] in (0, 1, 2)]  # the study's seeds
-        accs = [c["summary"]["test"]["accuracy"] for c in picked]
+    zpl = [c for c in cells if c["method"] == "paczero-zpl" and not c["tag"] and np.isclose(c["lr"], lr)]
+    for m in sorted({c["M"] for c in zpl}):
+        at_m = sorted((c for c in zpl if c["M"] == m and c["seed"] in (0, 1, 2)), key=lambda c: c["seed"])
+        accs = [c["summary"]["test"]["accuracy"] for c in at_m]
         mean, h = interval(accs)
-        unanimity = [c["summary"]["privacy"]["unanimity_rate"] for c in picked]
+        unanimity = [c["summary"]["privacy"]["unanimity_rate"] for c in at_m]
         rows.append(
             {
                 "M": m,
-                "data_seeds": [c["seed"] for c in picked],
+                "data_seeds": [c["seed"] for c in at_m],
                 "seeds": accs,
                 "mean": mean,
                 "ci95": h,
@@ -103,6 +137,7 @@ def summarize(results: Path) -> tuple[dict, dict[str, dict[int, dict]]]:
     cells = read_cells(results)
     runs = main_runs(cells, lr["chosen"])
     methods = {}
+    chosen = {m: {"lr": c["lr"], "tag": c["tag"]} for m, c in lr["chosen"].items()}
     for method in ORDER:
         seeds = runs.get(method, {})
         accs = [seeds[s]["test"]["accuracy"] for s in sorted(seeds)]
@@ -112,18 +147,19 @@ def summarize(results: Path) -> tuple[dict, dict[str, dict[int, dict]]]:
             "seeds": accs,
             "mean": mean,
             "ci95": h,
-            "lr": lr["chosen"].get(method),
+            **chosen.get(method, {}),
         }
-    any_run = next(iter(next(iter(runs.values())).values())) if runs else {}
     summary = {
-        "steps": any_run.get("steps_planned", 1000),
+        "steps": next(iter(runs["mezo"].values()))["steps_planned"],
         "pool_size": 256,
         "test_size": 872,
         "track": "SmolLM2-135M-Instruct, LoRA r = 8 on q_proj and o_proj of the top block "
-        "(29 blocks cached); first-order: 200 full-batch Adam epochs on the same parameters",
+        "(29 blocks cached); first-order: 200 full-batch Adam epochs on the same parameters; each method's "
+        "learning rate (and DPZero's clip C, as tag clip=C; otherwise C = 25) chosen on seed 0's dev loss",
         "zero_shot": {"accuracy": zero["test"]["accuracy"]},
         "methods": methods,
-        "m_study": m_study(cells, lr["chosen"].get("paczero-zpl", float("nan"))),
+        "m_study": m_study(cells, lr["chosen"]["paczero-zpl"]["lr"]),
+        "explored": explored(cells, runs),
         "lr_grid": lr["grid"],
     }
     return summary, runs
@@ -158,13 +194,25 @@ def markdown(summary: dict, runs: dict[str, dict[int, dict]]) -> str:
         u = f"{np.mean(unan):.2f}" if unan else "—"
         acc = f"{row['mean']:.4f} ± {row['ci95']:.4f}"
         gain = f"{100 * (row['mean'] - z):+.1f} pts"
-        lines.append(
-            f"| {LABELS[method]} | {row['lr']:g} | {len(row['seeds'])} | {acc} | {gain} | {vs} | {u} |"
-        )
+        lr = f"{row['lr']:g}" + (f", {row['tag'].replace('=', ' ')}" if row["tag"] else "")
+        lines.append(f"| {LABELS[method]} | {lr} | {len(row['seeds'])} | {acc} | {gain} | {vs} | {u} |")
     lines += ["", "| M | seeds | test accuracy (mean ± 95 % CI) | unanimity |", "|---|---|---|---|"]
     for r in summary["m_study"]:
         lines.append(
             f"| {r['M']} | {len(r['seeds'])} | {r['mean']:.4f} ± {r['ci95']:.4f} | {r['unanimity']:.3f} |"
+        )
+    lines += [
+        "",
+        "| variant | method | lr | seeds | test accuracy (mean ± 95 % CI) | − zero-shot "
+        "| paired − main run (n) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in summary["explored"]:
+        p = r["paired_vs_main"]
+        vs = f"{100 * p['mean']:+.1f} ± {100 * p['ci95']:.1f} pts ({p['n']})" if p["n"] else "—"
+        lines.append(
+            f"| {EXPLORED[r['variant']]} | {LABELS[r['method']]} | {r['lr']:g} | {len(r['seeds'])} "
+            f"| {r['mean']:.4f} ± {r['ci95']:.4f} | {100 * (r['mean'] - z):+.1f} pts | {vs} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -205,14 +253,14 @@ def plot_dev(runs: dict[str, dict[int, dict]], cells: list[dict], lr: dict, path
     left.set_xlabel("step (first-order: epoch)")
     left.set_ylabel("dev loss (mean over seeds)")
     left.legend(fontsize=6)
-    for c in sorted(
-        (c for c in cells if c["method"] == "mezo" and c["seed"] == 0 and c["M"] == 2), key=lambda c: c["lr"]
-    ):
+    mezo = [c for c in cells if c["method"] == "mezo" and c["seed"] == 0 and c["tag"] in ("", "T=3000")]
+    for c in sorted(mezo, key=lambda c: (c["tag"], c["lr"])):
         hist = c["summary"]["dev"]["history"]
-        right.plot([h["step"] for h in hist], [h["accuracy"] for h in hist], label=f"MeZO lr {c['lr']:g}")
+        steps = f", {c['tag'].replace('T=', '')} steps" if c["tag"] else ""
+        right.plot([h["step"] for h in hist], [h["loss"] for h in hist], label=f"MeZO lr {c['lr']:g}{steps}")
     right.set_xlabel("step")
-    right.set_ylabel("dev accuracy (seed 0)")
-    right.set_title("MeZO's dev curve over the lr grid", fontsize=9)
+    right.set_ylabel("dev loss (seed 0)")
+    right.set_title("MeZO's dev curve: the lr grid and a longer run", fontsize=9)
     right.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

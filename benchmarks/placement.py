@@ -1,4 +1,5 @@
-"""Does the demo learn as well with LoRA on q/o (scored positions only) as on q/v (every position)?
+"""How well does the demo learn with LoRA at each placement in the top block? q/v runs every position; q/o,
+with or without the MLP (gate, up, down), runs the scored positions only (docs/benchmarks.md).
 
 python benchmarks/placement.py [--placements q_proj,v_proj q_proj,o_proj] [--lrs 0.03] [--steps 100]
                                [--seeds 0 1 2] [--out benchmarks/results/placement.json]
