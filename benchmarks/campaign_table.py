@@ -184,7 +184,7 @@ def markdown(summary: dict, runs: dict[str, dict[int, dict]]) -> str:
     for method in ORDER:
         row = summary["methods"][method]
         if not row["seeds"]:
-            lines.append(f"| {LABELS[method]} | {row['lr']} | 0 | not run | | | |")
+            lines.append(f"| {LABELS[method]} | {row.get('lr', '—')} | 0 | not run | | | |")
             continue
         d, h, n = paired(runs, method, "mezo")
         vs = "—" if method == "mezo" else f"{100 * d:+.1f} ± {100 * h:.1f} pts ({n})"
