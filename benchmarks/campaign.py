@@ -119,14 +119,28 @@ def main_cells() -> list[Cell]:
 
 def explore_cells() -> list[Cell]:
     """What else was tried on the unprivate baselines and ZPL: more steps (at MeZO's slower, still improving
-    learning rate), K = 4 directions, and LoRA on the MLP too (all of the block but k and v)."""
+    learning rate), K = 4 directions, and LoRA on the MLP too (all of the block but k and v). MeZO's projected
+    gradients are about five times larger there: its chosen 0.3 and then 0.1 diverged (best dev at step 0 on
+    every seed run), so 0.03 was run as well, and ZPL at a lower learning rate beside its chosen one (seed
+    0's dev loss kept 0.01). MeZO at 0.03 and ZPL at 0.01 then ran seeds 3 and 4 too on this placement."""
     picks = chosen()
     lr = {m: p["lr"] for m, p in picks.items()}
     out = []
     for seed in EXPLORE_SEEDS:
         out += [Cell(m, lr[m], seed, tag="mlp") for m in ("first-order", "mezo", "paczero-zpl")]
         out += [Cell("mezo", 0.1, seed, tag="T=3000")]
-    return [*out, Cell("mezo", lr["mezo"], 0, tag="K=4")]
+    out.append(Cell("mezo", lr["mezo"], 0, tag="K=4"))
+    out += [Cell("mezo", 0.1, seed, tag="mlp") for seed in EXPLORE_SEEDS[:2]]
+    out += [Cell("mezo", 0.03, seed, tag="mlp") for seed in EXPLORE_SEEDS]
+    out.append(Cell("paczero-zpl", 0.003, 0, tag="mlp"))
+    return [
+        *out,
+        *(
+            Cell(m, lr, seed, tag="mlp")
+            for seed in (3, 4)
+            for m, lr in (("mezo", 0.03), ("paczero-zpl", 0.01))
+        ),
+    ]
 
 
 def cells(phase: str) -> list[Cell]:

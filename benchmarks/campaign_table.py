@@ -78,35 +78,49 @@ def main_runs(cells: list[dict], chosen: dict[str, dict]) -> dict[str, dict[int,
     return runs
 
 
+def pair(a: dict[int, dict], b: dict[int, dict]) -> dict:
+    """Test accuracy of a minus b on their common data seeds: mean, 95 % half-width and n."""
+    common = sorted(set(a) & set(b))
+    mean, h = interval([a[s]["test"]["accuracy"] - b[s]["test"]["accuracy"] for s in common])
+    return {"n": len(common), "mean": mean, "ci95": h}
+
+
+def points(p: dict | None) -> str:
+    """A paired difference in points of accuracy, with its n ("—" when there is nothing to pair)."""
+    if not p or not p["n"]:
+        return "—"
+    return f"{100 * p['mean']:+.1f} ± {100 * p['ci95']:.1f} pts ({p['n']})"
+
+
 def explored(cells: list[dict], runs: dict[str, dict[int, dict]]) -> list[dict]:
-    """The variants tried besides the main runs: test accuracy per seed, and paired against the same
-    method's main runs on the same seeds."""
+    """The variants tried besides the main runs: test accuracy per seed, paired against the same method's
+    main runs, and against MeZO on the same variant at the learning rate with seed 0's lowest dev loss."""
+    groups: dict[tuple[str, str, float], dict[int, dict]] = {}
+    for c in cells:
+        if c["tag"] in EXPLORED:
+            groups.setdefault((c["tag"], c["method"], c["lr"]), {})[c["seed"]] = c["summary"]
     rows = []
-    for tag in EXPLORED:
-        for method, lr in sorted({(c["method"], c["lr"]) for c in cells if c["tag"] == tag}):
-            mine = {
-                c["seed"]: c["summary"]
-                for c in cells
-                if (c["method"], c["lr"], c["tag"]) == (method, lr, tag)
+    for (tag, method, lr), mine in sorted(
+        groups.items(), key=lambda g: (list(EXPLORED).index(g[0][0]), g[0][1:])
+    ):
+        mezo = [g for (t, m, _), g in groups.items() if (t, m) == (tag, "mezo") and 0 in g]
+        best = min(mezo, key=lambda g: g[0]["dev"]["selected"]["loss"], default={})
+        seeds = sorted(mine)
+        accs = [mine[s]["test"]["accuracy"] for s in seeds]
+        mean, h = interval(accs)
+        rows.append(
+            {
+                "variant": tag,
+                "method": method,
+                "lr": lr,
+                "data_seeds": seeds,
+                "seeds": accs,
+                "mean": mean,
+                "ci95": h,
+                "paired_vs_main": pair(mine, runs.get(method, {})),
+                "paired_vs_mezo_same_variant": pair(mine, best) if method != "mezo" else None,
             }
-            seeds = sorted(mine)
-            accs = [mine[s]["test"]["accuracy"] for s in seeds]
-            common = [s for s in seeds if s in runs.get(method, {})]
-            diffs = [mine[s]["test"]["accuracy"] - runs[method][s]["test"]["accuracy"] for s in common]
-            mean, h = interval(accs)
-            d, dh = interval(diffs)
-            rows.append(
-                {
-                    "variant": tag,
-                    "method": method,
-                    "lr": lr,
-                    "data_seeds": seeds,
-                    "seeds": accs,
-                    "mean": mean,
-                    "ci95": h,
-                    "paired_vs_main": {"n": len(common), "mean": d, "ci95": dh},
-                }
-            )
+        )
     return rows
 
 
@@ -142,11 +156,13 @@ def summarize(results: Path) -> tuple[dict, dict[str, dict[int, dict]]]:
         seeds = runs.get(method, {})
         accs = [seeds[s]["test"]["accuracy"] for s in sorted(seeds)]
         mean, h = interval(accs)
+        loss, loss_h = interval([seeds[s]["test"]["loss"] for s in sorted(seeds)])
         methods[method] = {
             "data_seeds": sorted(seeds),
             "seeds": accs,
             "mean": mean,
             "ci95": h,
+            "test_loss": {"mean": loss, "ci95": loss_h},
             **chosen.get(method, {}),
         }
     summary = {
@@ -156,7 +172,7 @@ def summarize(results: Path) -> tuple[dict, dict[str, dict[int, dict]]]:
         "track": "SmolLM2-135M-Instruct, LoRA r = 8 on q_proj and o_proj of the top block "
         "(29 blocks cached); first-order: 200 full-batch Adam epochs on the same parameters; each method's "
         "learning rate (and DPZero's clip C, as tag clip=C; otherwise C = 25) chosen on seed 0's dev loss",
-        "zero_shot": {"accuracy": zero["test"]["accuracy"]},
+        "zero_shot": {"accuracy": zero["test"]["accuracy"], "loss": zero["test"]["loss"]},
         "methods": methods,
         "m_study": m_study(cells, lr["chosen"]["paczero-zpl"]["lr"]),
         "explored": explored(cells, runs),
@@ -166,25 +182,24 @@ def summarize(results: Path) -> tuple[dict, dict[str, dict[int, dict]]]:
 
 
 def paired(runs: dict[str, dict[int, dict]], a: str, b: str) -> tuple[float, float, int]:
-    common = sorted(set(runs.get(a, {})) & set(runs.get(b, {})))
-    diffs = [runs[a][s]["test"]["accuracy"] - runs[b][s]["test"]["accuracy"] for s in common]
-    mean, h = interval(diffs)
-    return mean, h, len(common)
+    result = pair(runs.get(a, {}), runs.get(b, {}))
+    return result["mean"], result["ci95"], result["n"]
 
 
 def markdown(summary: dict, runs: dict[str, dict[int, dict]]) -> str:
     z = summary["zero_shot"]["accuracy"]
     lines = [
-        f"T = {summary['steps']} steps, N = 256, test = all 872 validation examples; zero-shot {z:.4f}.",
+        f"T = {summary['steps']} steps, N = 256, test = all 872 validation examples; zero-shot {z:.4f} "
+        f"(test loss {summary['zero_shot']['loss']:.4f}).",
         "",
         "| method | lr | seeds | test accuracy (mean ± 95 % CI) | − zero-shot | paired − MeZO (n) "
-        "| unanimity |",
-        "|---|---|---|---|---|---|---|",
+        "| test loss | unanimity |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for method in ORDER:
         row = summary["methods"][method]
         if not row["seeds"]:
-            lines.append(f"| {LABELS[method]} | {row.get('lr', '—')} | 0 | not run | | | |")
+            lines.append(f"| {LABELS[method]} | {row.get('lr', '—')} | 0 | not run | | | | |")
             continue
         d, h, n = paired(runs, method, "mezo")
         vs = "—" if method == "mezo" else f"{100 * d:+.1f} ± {100 * h:.1f} pts ({n})"
@@ -195,7 +210,10 @@ def markdown(summary: dict, runs: dict[str, dict[int, dict]]) -> str:
         acc = f"{row['mean']:.4f} ± {row['ci95']:.4f}"
         gain = f"{100 * (row['mean'] - z):+.1f} pts"
         lr = f"{row['lr']:g}" + (f", {row['tag'].replace('=', ' ')}" if row["tag"] else "")
-        lines.append(f"| {LABELS[method]} | {lr} | {len(row['seeds'])} | {acc} | {gain} | {vs} | {u} |")
+        loss = f"{row['test_loss']['mean']:.4f} ± {row['test_loss']['ci95']:.4f}"
+        lines.append(
+            f"| {LABELS[method]} | {lr} | {len(row['seeds'])} | {acc} | {gain} | {vs} | {loss} | {u} |"
+        )
     lines += ["", "| M | seeds | test accuracy (mean ± 95 % CI) | unanimity |", "|---|---|---|---|"]
     for r in summary["m_study"]:
         lines.append(
@@ -204,15 +222,14 @@ def markdown(summary: dict, runs: dict[str, dict[int, dict]]) -> str:
     lines += [
         "",
         "| variant | method | lr | seeds | test accuracy (mean ± 95 % CI) | − zero-shot "
-        "| paired − main run (n) |",
-        "|---|---|---|---|---|---|---|",
+        "| paired − main run (n) | paired − MeZO, same variant (n) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["explored"]:
-        p = r["paired_vs_main"]
-        vs = f"{100 * p['mean']:+.1f} ± {100 * p['ci95']:.1f} pts ({p['n']})" if p["n"] else "—"
         lines.append(
             f"| {EXPLORED[r['variant']]} | {LABELS[r['method']]} | {r['lr']:g} | {len(r['seeds'])} "
-            f"| {r['mean']:.4f} ± {r['ci95']:.4f} | {100 * (r['mean'] - z):+.1f} pts | {vs} |"
+            f"| {r['mean']:.4f} ± {r['ci95']:.4f} | {100 * (r['mean'] - z):+.1f} pts "
+            f"| {points(r['paired_vs_main'])} | {points(r['paired_vs_mezo_same_variant'])} |"
         )
     return "\n".join(lines) + "\n"
 

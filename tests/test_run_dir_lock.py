@@ -1,6 +1,7 @@
 """One writer per run directory: ``train`` (and ``--resume``) hold the directory's lock for the run's
-lifetime, ``audit mia``, ``report``, ``export``, ``replay`` and ``eval --run`` while they use it; a second command is
-refused at once (exit 2, one line naming the holder), and a holder killed with SIGKILL leaves no lock."""
+lifetime, ``audit mia``, ``report``, ``export``, ``replay`` and ``eval --run`` while they use it; a second
+command is refused at once (exit 2, one line naming the holder), and a holder killed with SIGKILL leaves no
+lock."""
 
 from __future__ import annotations
 
