@@ -136,9 +136,9 @@ def explore_cells() -> list[Cell]:
     return [
         *out,
         *(
-            Cell(m, lr, seed, tag="mlp")
+            Cell(m, rate, seed, tag="mlp")
             for seed in (3, 4)
-            for m, lr in (("mezo", 0.03), ("paczero-zpl", 0.01))
+            for m, rate in (("mezo", 0.03), ("paczero-zpl", 0.01))
         ),
     ]
 

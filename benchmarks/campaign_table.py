@@ -234,6 +234,12 @@ def markdown(summary: dict, runs: dict[str, dict[int, dict]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def save(fig: plt.Figure, path: Path) -> None:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_test(summary: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3.6))
     names = [m for m in ORDER if summary["methods"][m]["seeds"]]
@@ -253,12 +259,10 @@ def plot_test(summary: dict, path: Path) -> None:
     ax.set_ylabel("test accuracy (872)")
     ax.set_title("SST-2, SmolLM2-135M, top-block LoRA: seeds (blue), mean ± 95 % CI (red)", fontsize=9)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
-def plot_dev(runs: dict[str, dict[int, dict]], cells: list[dict], lr: dict, path: Path) -> None:
+def plot_dev(runs: dict[str, dict[int, dict]], cells: list[dict], path: Path) -> None:
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
     for method in ORDER:
         curves = [s["dev"]["history"] for s in runs.get(method, {}).values()]
@@ -279,9 +283,7 @@ def plot_dev(runs: dict[str, dict[int, dict]], cells: list[dict], lr: dict, path
     right.set_ylabel("dev loss (seed 0)")
     right.set_title("MeZO's dev curve: the lr grid and a longer run", fontsize=9)
     right.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def plot_m(summary: dict, path: Path) -> None:
@@ -307,9 +309,7 @@ def plot_m(summary: dict, path: Path) -> None:
     twin.set_ylabel("unanimous steps", color="C1")
     ax.legend(fontsize=7, loc="lower left")
     ax.set_title("PACZero-ZPL against M", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    save(fig, path)
 
 
 def main() -> None:
@@ -321,9 +321,8 @@ def main() -> None:
     (args.results / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     table = markdown(summary, runs)
     (args.results / "table.md").write_text(table)
-    lr = json.loads((args.results / "lr.json").read_text())
     plot_test(summary, args.images / "campaign-test.png")
-    plot_dev(runs, read_cells(args.results), lr, args.images / "campaign-dev.png")
+    plot_dev(runs, read_cells(args.results), args.images / "campaign-dev.png")
     plot_m(summary, args.images / "campaign-m.png")
     print(table)
 
